@@ -1,0 +1,4 @@
+#include "bindings.h"
+namespace bt {
+void bind_runtime(py::module_ &m) { (void)m; }
+}  // namespace bt
