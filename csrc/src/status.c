@@ -18,6 +18,7 @@ const char *bt_status_str(bt_status s)
     case BT_ERR_CAPACITY: return "capacity exceeded";
     case BT_ERR_STATE: return "called out of order";
     case BT_ERR_OVERFLOW: return "fixed-point overflow";
+    case BT_ERR_DIVERGED: return "non-finite gradient (training diverged; lower the learning rate)";
     }
     return "unknown status";
 }

@@ -23,7 +23,8 @@ typedef enum {
     BT_ERR_BAD_PARAM = 11,      /* a scalar parameter out of its range (eps, p, lr, momentum) */
     BT_ERR_CAPACITY = 12,       /* a fixed-size table (nodes, tensors) is full */
     BT_ERR_STATE = 13,          /* called out of order (e.g. run before plan) */
-    BT_ERR_OVERFLOW = 14        /* fixed point: a scale that would overflow the accumulator */
+    BT_ERR_OVERFLOW = 14,       /* fixed point: a scale that would overflow the accumulator */
+    BT_ERR_DIVERGED = 15        /* a gradient became NaN or Inf: the update was not applied */
 } bt_status;
 
 /* A short, static, human-readable name for a status (never NULL). */

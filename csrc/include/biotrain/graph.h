@@ -1,0 +1,127 @@
+/* The network description: a DAG of layers with per-sample shapes.
+ *
+ * Building a graph is separate from planning its memory (plan.h) and from
+ * running it (exec.h). A graph holds no tensors, only shapes and options, in
+ * fixed-size tables, so that an MCU can keep it in a static variable.
+ * Node 0 is always the input. A node's inputs are earlier nodes, so the node
+ * order is a topological order and the forward runs in it. */
+#ifndef BIOTRAIN_GRAPH_H
+#define BIOTRAIN_GRAPH_H
+
+#include <stddef.h>
+#include "biotrain/status.h"
+#include "biotrain/kernels_f32.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define BT_MAX_NODES 64
+#define BT_MAX_NODE_INPUTS 2
+#define BT_NAME_LEN 32
+
+typedef enum {
+    BT_OP_INPUT = 0,
+    BT_OP_CONV2D,
+    BT_OP_LINEAR,
+    BT_OP_GROUPNORM,
+    BT_OP_BATCHNORM,
+    BT_OP_RELU,
+    BT_OP_ELU,
+    BT_OP_GELU,
+    BT_OP_AVGPOOL2D,
+    BT_OP_MAXPOOL2D,
+    BT_OP_GLOBAL_AVGPOOL,
+    BT_OP_ADD,
+    BT_OP_FLATTEN,
+    BT_OP_DROPOUT,
+    BT_OP_COUNT_
+} bt_op_kind;
+
+const char *bt_op_name(bt_op_kind k);
+
+/* Per-op options. Batch size is not part of a graph (n is set by the plan). */
+typedef struct {
+    int c_out, k_h, k_w, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, groups;
+    int has_bias;
+} bt_conv2d_opts;
+
+typedef struct {
+    int out_f, has_bias;
+} bt_linear_opts;
+
+typedef struct {
+    int groups;        /* groupnorm; unused by batchnorm */
+    int affine;        /* weight and bias present */
+    float eps;
+    float momentum;    /* batchnorm running statistics */
+} bt_norm_opts;
+
+typedef struct {
+    int k_h, k_w, stride_h, stride_w, pad_h, pad_w;
+} bt_pool_opts;
+
+typedef struct {
+    bt_op_kind kind;
+    int n_inputs;
+    int inputs[BT_MAX_NODE_INPUTS];
+    int c, h, w;           /* output shape of one sample */
+    int trainable;         /* set by the training strategy: update this node's parameters */
+    char name[BT_NAME_LEN];
+    union {
+        bt_conv2d_opts conv;
+        bt_linear_opts linear;
+        bt_norm_opts norm;
+        bt_pool_opts pool;
+        float alpha;       /* elu */
+        float p;           /* dropout */
+    } o;
+} bt_node;
+
+typedef struct {
+    bt_node nodes[BT_MAX_NODES];
+    int n_nodes;
+    int classes;           /* size of the last node's output, the logits */
+} bt_graph;
+
+/* Starts a graph whose input is one sample of shape [c, h, w]; the input is node 0. */
+bt_status bt_graph_init(bt_graph *g, int c, int h, int w);
+
+/* Each adder appends a node reading `input` (an earlier node id), checks the
+ * options against the input shape, and returns the new node's id in *id. */
+bt_status bt_graph_conv2d(bt_graph *g, int *id, int input, const bt_conv2d_opts *o, const char *name);
+/* Linear reads the input flattened to c*h*w features. */
+bt_status bt_graph_linear(bt_graph *g, int *id, int input, const bt_linear_opts *o, const char *name);
+bt_status bt_graph_groupnorm(bt_graph *g, int *id, int input, const bt_norm_opts *o, const char *name);
+bt_status bt_graph_batchnorm(bt_graph *g, int *id, int input, const bt_norm_opts *o, const char *name);
+bt_status bt_graph_relu(bt_graph *g, int *id, int input, const char *name);
+bt_status bt_graph_elu(bt_graph *g, int *id, int input, float alpha, const char *name);
+bt_status bt_graph_gelu(bt_graph *g, int *id, int input, const char *name);
+bt_status bt_graph_avgpool2d(bt_graph *g, int *id, int input, const bt_pool_opts *o, const char *name);
+bt_status bt_graph_maxpool2d(bt_graph *g, int *id, int input, const bt_pool_opts *o, const char *name);
+bt_status bt_graph_global_avgpool(bt_graph *g, int *id, int input, const char *name);
+bt_status bt_graph_add(bt_graph *g, int *id, int a, int b, const char *name);
+bt_status bt_graph_flatten(bt_graph *g, int *id, int input, const char *name);
+bt_status bt_graph_dropout(bt_graph *g, int *id, int input, float p, const char *name);
+
+/* Marks the last node as the logits; its c*h*w is the number of classes. */
+bt_status bt_graph_finish(bt_graph *g);
+
+/* Marks a node's parameters as trained (1) or frozen (0). Nodes without
+ * parameters ignore the flag. */
+bt_status bt_graph_set_trainable(bt_graph *g, int node, int trainable);
+
+/* Elements of one sample of a node's output. */
+size_t bt_node_numel(const bt_node *nd);
+
+/* Parameters of a node: the count of parameter tensors (0..4: weight, bias,
+ * running mean, running var) and the element count of each. Only the first
+ * bt_node_trainable_params of them receive gradients. */
+int bt_node_param_count(const bt_graph *g, int node);
+int bt_node_trainable_params(const bt_graph *g, int node);
+size_t bt_node_param_numel(const bt_graph *g, int node, int which);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

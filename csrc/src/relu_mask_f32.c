@@ -1,0 +1,33 @@
+/* ReLU with a one-bit mask saved for the backward (see kernels_f32.h). */
+#include "biotrain/kernels_f32.h"
+
+size_t bt_relu_mask_words(int count) { return count <= 0 ? 0 : ((size_t)count + 31u) / 32u; }
+
+bt_status bt_relu_forward_mask_f32(float *out, uint32_t *mask, const float *in, int count)
+{
+    int i;
+    if (!out || !mask || !in) return BT_ERR_NULL_POINTER;
+    if (count <= 0) return BT_ERR_BAD_SIZE;
+    for (i = 0; i < count; i += 32) {
+        uint32_t bits = 0;
+        int j, end = count - i < 32 ? count - i : 32;
+        for (j = 0; j < end; ++j) {
+            float v = in[i + j];
+            /* read before write: out may alias in */
+            if (v > 0.0f) bits |= (uint32_t)1u << j;
+            out[i + j] = v > 0.0f ? v : 0.0f;
+        }
+        mask[i / 32] = bits;
+    }
+    return BT_OK;
+}
+
+bt_status bt_relu_backward_mask_f32(float *d_in, const float *d_out, const uint32_t *mask, int count)
+{
+    int i;
+    if (!d_in || !d_out || !mask) return BT_ERR_NULL_POINTER;
+    if (count <= 0) return BT_ERR_BAD_SIZE;
+    for (i = 0; i < count; ++i)
+        d_in[i] = ((mask[i / 32] >> (i % 32)) & 1u) ? d_out[i] : 0.0f;
+    return BT_OK;
+}
