@@ -1,0 +1,94 @@
+"""The model zoo: the exact graphs of the papers biotrain-rt builds on.
+
+All convolutions are bias-free; ``norm="group"`` is LayerNorm exported as
+GroupNorm(num_groups=1) (batch-independent, so gradients accumulate one
+sample at a time), ``norm="batch"`` is BatchNorm (the baseline that needs the
+whole batch in memory).
+"""
+from __future__ import annotations
+
+from .network import Network
+
+
+def _norm(net: Network, x: int, norm: str, name: str) -> int:
+    if norm == "group":
+        return net.groupnorm(x, 1, name=name)
+    if norm == "batch":
+        return net.batchnorm(x, name=name)
+    raise ValueError(f"norm must be 'group' or 'batch', got {norm!r}")
+
+
+def mibminet(channels: int = 8, samples: int = 1900, classes: int = 2, norm: str = "group", seed: int = 0) -> Network:
+    """MI-BMInet (EEG motor imagery), input 1 x channels x samples.
+
+    conv channels x 1 spatial 1->8 · norm · depthwise 1x64 · norm · ReLU ·
+    avgpool 1x8 · depthwise 1x16 · pointwise 8->8 · norm · ReLU · avgpool 1x8 ·
+    flatten · linear. At 8 x 1900 and 2 classes: 1,234 parameters.
+    """
+    net = Network((1, channels, samples), name="mibminet", seed=seed)
+    x = net.conv2d(0, 8, (channels, 1), name="spatial")
+    x = _norm(net, x, norm, "norm1")
+    x = net.conv2d(x, 8, (1, 64), groups=8, name="temporal")
+    x = _norm(net, x, norm, "norm2")
+    x = net.relu(x, name="relu1")
+    x = net.avgpool2d(x, (1, 8), name="pool1")
+    x = net.conv2d(x, 8, (1, 16), groups=8, name="depthwise")
+    x = net.conv2d(x, 8, (1, 1), name="pointwise")
+    x = _norm(net, x, norm, "norm3")
+    x = net.relu(x, name="relu2")
+    x = net.avgpool2d(x, (1, 8), name="pool2")
+    x = net.flatten(x, name="flatten")
+    net.linear(x, classes, name="classifier")
+    return net.finish()
+
+
+def epidenet(channels: int = 2, samples: int = 1000, classes: int = 11, norm: str = "group", seed: int = 0) -> Network:
+    """EpiDeNet (EOG), input 1 x channels x samples: five blocks of
+    conv · norm · ReLU (· avgpool). At 2 x 1000 and 11 classes: 4,179 parameters."""
+    net = Network((1, channels, samples), name="epidenet", seed=seed)
+    x = 0
+    blocks = [  # (out channels, kernel, pool)
+        (4, (1, 4), (1, 8)),
+        (16, (1, 16), (1, 4)),
+        (16, (1, 8), (1, 4)),
+        (16, (channels, 1), None),
+        (16, (1, 1), (1, 5)),
+    ]
+    for i, (c_out, k, pool) in enumerate(blocks, start=1):
+        x = net.conv2d(x, c_out, k, name=f"conv{i}")
+        x = _norm(net, x, norm, f"norm{i}")
+        x = net.relu(x, name=f"relu{i}")
+        if pool is not None:
+            x = net.avgpool2d(x, pool, name=f"pool{i}")
+    x = net.flatten(x, name="flatten")
+    net.linear(x, classes, name="classifier")
+    return net.finish()
+
+
+def eegnet(channels: int = 22, samples: int = 1125, classes: int = 4, F1: int = 8, D: int = 2,
+           norm: str = "batch", dropout: float = 0.25, seed: int = 0) -> Network:
+    """EEGNet-8,2 (Lawhern et al. 2018) for 22-channel motor imagery at 250 Hz
+    (4.5 s windows): temporal conv 1x64 · norm · depthwise spatial channels x 1
+    (depth D) · norm · ELU · avgpool 1x4 · dropout · separable conv (depthwise
+    1x16 + pointwise) · norm · ELU · avgpool 1x8 · dropout · flatten · linear."""
+    F2 = F1 * D
+    net = Network((1, channels, samples), name="eegnet", seed=seed)
+    x = net.conv2d(0, F1, (1, 64), padding=(0, 32), name="temporal")
+    x = _norm(net, x, norm, "norm1")
+    x = net.conv2d(x, F2, (channels, 1), groups=F1, name="spatial")
+    x = _norm(net, x, norm, "norm2")
+    x = net.elu(x, name="elu1")
+    x = net.avgpool2d(x, (1, 4), name="pool1")
+    x = net.dropout(x, dropout, name="drop1")
+    x = net.conv2d(x, F2, (1, 16), padding=(0, 8), groups=F2, name="sep_depthwise")
+    x = net.conv2d(x, F2, (1, 1), name="sep_pointwise")
+    x = _norm(net, x, norm, "norm3")
+    x = net.elu(x, name="elu2")
+    x = net.avgpool2d(x, (1, 8), name="pool2")
+    x = net.dropout(x, dropout, name="drop2")
+    x = net.flatten(x, name="flatten")
+    net.linear(x, classes, name="classifier")
+    return net.finish()
+
+
+ZOO = {"mibminet": mibminet, "epidenet": epidenet, "eegnet": eegnet}
