@@ -224,6 +224,11 @@ def to_torch(net: Network, module=None):
 
     state = {k: torch.from_numpy(np.array(v)) for k, v in net.state_dict().items()}
     if module is not None:
+        target = module.state_dict()
+        for k, v in state.items():
+            # Conv1d weights are kept as (out, in, 1, k): reshape to the module's own layout
+            if k in target and tuple(target[k].shape) != tuple(v.shape) and target[k].numel() == v.numel():
+                state[k] = v.reshape(target[k].shape)
         module.load_state_dict(state, strict=False)
         return module
 
