@@ -11,4 +11,8 @@ cmake -S "$root" -B "$root/build/dev" -G Ninja -DBT_BUILD_PYTHON=ON -DCMAKE_BUIL
       -Dpybind11_DIR="$pyb" >/dev/null
 cmake --build "$root/build/dev" 2>&1 | grep -v '^\[' || true
 test -f "$root/build/dev/"_core*.so
-cp "$root/build/dev/"_core*.so "$root/python/biotrain_rt/"
+# copy then rename: a running process keeps its mapped file instead of crashing
+for so in "$root/build/dev/"_core*.so; do
+  cp "$so" "$root/python/biotrain_rt/.$(basename "$so").tmp"
+  mv -f "$root/python/biotrain_rt/.$(basename "$so").tmp" "$root/python/biotrain_rt/$(basename "$so")"
+done

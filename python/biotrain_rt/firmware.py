@@ -1,0 +1,479 @@
+"""Building and running an exported firmware (:func:`biotrain_rt.export.firmware`),
+and re-running its steps on the host.
+
+``build_and_run(out_dir)`` configures ``firmware/`` with CMake and the
+target's toolchain file, cross-compiles the core and the exported sources into
+``app.elf``, runs it under ``qemu-system-riscv32 -machine virt`` (always with a
+time limit: a run that does not finish is a failure, never a hang) and parses
+what it printed into a :class:`FirmwareResult`. ``host_run(out_dir)`` reads the
+export's manifest and runs the very same steps through the bindings
+(``_core.Graph``/``Plan``/``Session``), giving a :class:`HostResult` with the
+same per-step loss bits and checksums.
+
+Instruction counts come from the ``minstret`` CSR under ``-icount shift=0``,
+where QEMU retires exactly one instruction per count: deterministic, unlike
+time. :func:`training_flops` counts a model's arithmetic per training sample
+analytically, for FLOP per instruction.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import numpy as np
+
+from . import _core
+from .export.firmware import TARGETS, core_graph_from_layers
+
+CROSS_PREFIX = "riscv64-unknown-elf-"
+QEMU = "qemu-system-riscv32"
+
+
+class FirmwareError(RuntimeError):
+    """A firmware build or run that failed; ``log`` holds its output and
+    ``result`` what could be parsed (or None)."""
+
+    def __init__(self, message: str, log: str = "", result: "Optional[FirmwareResult]" = None):
+        super().__init__(message)
+        self.log = log
+        self.result = result
+
+
+@dataclass
+class StepRecord:
+    step: int
+    loss_bits: int
+    checksum: int
+    instructions: Optional[int] = None
+
+    @property
+    def loss(self) -> float:
+        return float(np.array([self.loss_bits], dtype=np.uint32).view(np.float32)[0])
+
+
+@dataclass
+class FirmwareResult:
+    """What a firmware run printed, parsed."""
+    target: str
+    model: str = ""
+    steps: List[StepRecord] = field(default_factory=list)
+    batch_size: int = 0
+    init_checksum: Optional[int] = None
+    plan_peak_bytes: Optional[int] = None
+    exported_peak_bytes: Optional[int] = None
+    arena_bytes: Optional[int] = None
+    plan_instructions: Optional[int] = None
+    test_correct: Optional[int] = None
+    test_total: Optional[int] = None
+    logits_checksum: Optional[int] = None
+    test_instructions: Optional[int] = None
+    train_instructions: Optional[int] = None
+    total_instructions: Optional[int] = None
+    counter_unit: str = ""
+    finished: bool = False
+    exit_status: Optional[int] = None
+    log: str = ""
+    size: Dict[str, int] = field(default_factory=dict)
+    elf: Optional[Path] = None
+    wall_seconds: float = 0.0
+
+    @property
+    def checksums(self) -> List[int]:
+        return [s.checksum for s in self.steps]
+
+    @property
+    def loss_bits(self) -> List[int]:
+        return [s.loss_bits for s in self.steps]
+
+    @property
+    def losses(self) -> List[float]:
+        return [s.loss for s in self.steps]
+
+    @property
+    def accuracy(self) -> Optional[float]:
+        if not self.test_total:
+            return None
+        return self.test_correct / self.test_total
+
+    @property
+    def instructions_per_sample(self) -> Optional[float]:
+        """Retired instructions per training sample (the optimizer update
+        shared over its batch)."""
+        n = len(self.steps) * self.batch_size
+        if self.train_instructions is None or n == 0:
+            return None
+        return self.train_instructions / n
+
+    @property
+    def ok(self) -> bool:
+        return self.finished and self.exit_status == 0
+
+    def summary(self) -> str:
+        ips = self.instructions_per_sample
+        acc = self.accuracy
+        size = self.size.get("total")
+        return (f"{self.model} on {self.target}: {len(self.steps)} steps, "
+                f"arena {self.arena_bytes} B, "
+                + (f"{ips:,.0f} instructions per training sample, " if ips else "")
+                + (f"test accuracy {acc:.3f}, " if acc is not None else "")
+                + (f"image {size} B (text {self.size['text']}, data {self.size['data']}, bss {self.size['bss']})"
+                   if size else ""))
+
+
+@dataclass
+class HostResult:
+    """The same steps run on the host through the bindings."""
+    model: str
+    steps: List[StepRecord]
+    init_checksum: int
+    peak_bytes: int
+    test_correct: Optional[int]
+    test_total: int
+    logits_checksum: Optional[int]
+
+    @property
+    def checksums(self) -> List[int]:
+        return [s.checksum for s in self.steps]
+
+    @property
+    def loss_bits(self) -> List[int]:
+        return [s.loss_bits for s in self.steps]
+
+    @property
+    def accuracy(self) -> Optional[float]:
+        return None if not self.test_total else self.test_correct / self.test_total
+
+
+# ------------------------------------------------------------------ locations and tools
+def source_root() -> Path:
+    """The source tree holding ``firmware/`` and ``csrc/`` (the repository):
+    ``$BIOTRAIN_SOURCE_DIR``, or the checkout this package lives in."""
+    env = os.environ.get("BIOTRAIN_SOURCE_DIR")
+    cands = [Path(env)] if env else []
+    cands.append(Path(__file__).resolve().parents[2])
+    for c in cands:
+        if (c / "firmware" / "CMakeLists.txt").is_file() and (c / "csrc" / "src").is_dir():
+            return c
+    raise FileNotFoundError("the firmware sources (firmware/CMakeLists.txt, csrc/) were not found next to the "
+                            "package; set BIOTRAIN_SOURCE_DIR to the biotrain-rt source tree")
+
+
+def missing_tools(target: str = "rv32imfc") -> List[str]:
+    """The programs a QEMU target needs that are not installed."""
+    need = [CROSS_PREFIX + "gcc", CROSS_PREFIX + "size", "cmake", QEMU]
+    miss = [t for t in need if shutil.which(t) is None]
+    if shutil.which(CROSS_PREFIX + "gcc") and not _has_picolibc():
+        miss.append("picolibc (picolibc.specs)")
+    if shutil.which("ninja") is None and shutil.which("make") is None:
+        miss.append("ninja or make")
+    return miss
+
+
+def _has_picolibc() -> bool:
+    try:
+        r = subprocess.run([CROSS_PREFIX + "gcc", "-print-file-name=picolibc.specs"], capture_output=True,
+                           text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    p = r.stdout.strip()
+    return r.returncode == 0 and os.path.isabs(p) and os.path.isfile(p)
+
+
+def _tail(text: str, lines: int = 25) -> str:
+    return "\n".join(text.rstrip().splitlines()[-lines:])
+
+
+def _manifest(out_dir) -> dict:
+    p = Path(out_dir) / "export.json"
+    if not p.is_file():
+        raise FileNotFoundError(f"{p} not found: export the firmware first (brt.export.firmware)")
+    m = json.loads(p.read_text())
+    if m.get("format") != 1:
+        raise ValueError(f"{p}: unknown export format {m.get('format')!r}")
+    return m
+
+
+def _qemu_target(target: str):
+    if target not in TARGETS:
+        raise ValueError(f"unknown firmware target '{target}': use one of {sorted(TARGETS)}")
+    spec = TARGETS[target]
+    if spec.qemu_cpu is None:
+        raise ValueError(f"target '{target}' does not run under QEMU: build it with the GAP SDK "
+                         f"(firmware/cmake/{spec.toolchain}) and run it on the board")
+    return spec
+
+
+# ------------------------------------------------------------------ build
+def build(out_dir, target: Optional[str] = None, timeout: float = 900) -> Path:
+    """Cross-compiles the export in ``out_dir`` for ``target`` (default: the
+    export's); returns the path of ``app.elf``. Raises FirmwareError with the
+    compiler's output on failure."""
+    out = Path(out_dir).resolve()
+    m = _manifest(out)
+    target = target or m["target"]
+    if target not in TARGETS:
+        raise ValueError(f"unknown firmware target '{target}': use one of {sorted(TARGETS)}")
+    spec = TARGETS[target]
+    miss = missing_tools(target) if spec.platform == "riscv" else []
+    if miss:
+        raise FirmwareError(f"cannot build for {target}: missing {', '.join(miss)}; run scripts/install_cross.sh")
+    root = source_root()
+    bdir = out / f"build-{target}"
+    gen = ["-G", "Ninja"] if shutil.which("ninja") else ["-G", "Unix Makefiles"]
+    cfg = ["cmake", "-S", str(root / "firmware"), "-B", str(bdir), *gen,
+           f"-DCMAKE_TOOLCHAIN_FILE={root / 'firmware' / 'cmake' / spec.toolchain}", f"-DBT_FW_APP_DIR={out}"]
+    log = ""
+    for cmd in (cfg, ["cmake", "--build", str(bdir)]):
+        try:
+            r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired as e:
+            out_txt = e.output.decode() if isinstance(e.output, bytes) else (e.output or "")
+            raise FirmwareError(f"firmware build for {target} did not finish within {timeout} s:\n{_tail(out_txt)}",
+                                log + out_txt) from None
+        log += r.stdout
+        if r.returncode != 0:
+            raise FirmwareError(f"firmware build for {target} failed ({' '.join(cmd[:2])}, status {r.returncode}):\n"
+                                f"{_tail(r.stdout, 40)}", log)
+    elf = bdir / "app.elf"
+    if not elf.is_file():
+        raise FirmwareError(f"firmware build for {target} produced no {elf}", log)
+    return elf
+
+
+def elf_size(elf) -> Dict[str, int]:
+    """text, data, bss and their total (Berkeley format of ``size``)."""
+    r = subprocess.run([CROSS_PREFIX + "size", str(elf)], capture_output=True, text=True, timeout=60)
+    if r.returncode != 0:
+        raise FirmwareError(f"{CROSS_PREFIX}size {elf} failed: {r.stderr.strip()}")
+    line = r.stdout.strip().splitlines()[-1].split()
+    text, data, bss = int(line[0]), int(line[1]), int(line[2])
+    return {"text": text, "data": data, "bss": bss, "total": text + data + bss}
+
+
+# ------------------------------------------------------------------ run
+_RE = {
+    "head": re.compile(r"^biotrain-rt firmware model=(\S+) target=(\S+) counter=(\S+) steps=(\d+) batch=(\d+)$"),
+    "plan": re.compile(r"^plan peak_bytes=(\d+) exported_bytes=(\d+) arena_bytes=(\d+) instret=(\d+)$"),
+    "init": re.compile(r"^init checksum=0x([0-9a-f]{8})$"),
+    "step": re.compile(r"^step (\d+) loss=0x([0-9a-f]{8}) checksum=0x([0-9a-f]{8}) instret=(\d+)$"),
+    "test": re.compile(r"^test correct=(\d+) total=(\d+) logits=0x([0-9a-f]{8}) instret=(\d+)$"),
+    "total": re.compile(r"^total train_instret=(\d+) instret=(\d+)$"),
+    "done": re.compile(r"^done status=0$"),
+}
+
+
+def parse_log(log: str, target: str) -> FirmwareResult:
+    """Parses a firmware's output into a FirmwareResult (finished only if it
+    printed its last line)."""
+    res = FirmwareResult(target=target, log=log)
+    for line in log.splitlines():
+        line = line.strip()
+        if (mt := _RE["head"].match(line)):
+            res.model, res.counter_unit, res.batch_size = mt.group(1), mt.group(3), int(mt.group(5))
+        elif (mt := _RE["plan"].match(line)):
+            res.plan_peak_bytes, res.exported_peak_bytes, res.arena_bytes, res.plan_instructions = map(int, mt.groups())
+        elif (mt := _RE["init"].match(line)):
+            res.init_checksum = int(mt.group(1), 16)
+        elif (mt := _RE["step"].match(line)):
+            res.steps.append(StepRecord(int(mt.group(1)), int(mt.group(2), 16), int(mt.group(3), 16),
+                                        int(mt.group(4))))
+        elif (mt := _RE["test"].match(line)):
+            res.test_correct, res.test_total = int(mt.group(1)), int(mt.group(2))
+            res.logits_checksum, res.test_instructions = int(mt.group(3), 16), int(mt.group(4))
+        elif (mt := _RE["total"].match(line)):
+            res.train_instructions, res.total_instructions = int(mt.group(1)), int(mt.group(2))
+        elif _RE["done"].match(line):
+            res.finished = True
+    return res
+
+
+def qemu_command(elf, target: str = "rv32imfc") -> List[str]:
+    """The QEMU command line for a firmware image (without the time limit)."""
+    spec = _qemu_target(target)
+    return [QEMU, "-machine", "virt", "-cpu", spec.qemu_cpu, "-bios", "none", "-nographic",
+            "-semihosting-config", "enable=on,target=native", "-monitor", "none", "-serial", "none",
+            "-icount", "shift=0", "-kernel", str(elf)]
+
+
+def run_elf(elf, target: str = "rv32imfc", timeout: float = 120, check: bool = True) -> FirmwareResult:
+    """Runs an image under QEMU with a time limit and parses its output.
+
+    A run that does not end within ``timeout`` seconds (an illegal
+    instruction or a loop leaves QEMU spinning) is killed and reported as a
+    FirmwareError whose message holds the log's tail; so is, with ``check``,
+    a run that exits non-zero or does not print its final line."""
+    if shutil.which(QEMU) is None:
+        raise FirmwareError(f"{QEMU} not found: run scripts/install_cross.sh")
+    cmd = qemu_command(elf, target)
+    if shutil.which("timeout"):
+        cmd = ["timeout", "-k", "5", f"{float(timeout):g}"] + cmd
+    t0 = time.monotonic()
+    try:
+        r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=float(timeout) + 20)
+        status, raw, timed_out = r.returncode, r.stdout, r.returncode in (124, 137)
+    except subprocess.TimeoutExpired as e:
+        status, raw, timed_out = None, e.output or b"", True
+    wall = time.monotonic() - t0
+    log = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
+    res = parse_log(log, target)
+    res.exit_status, res.elf, res.wall_seconds = status, Path(elf), wall
+    if timed_out:
+        raise FirmwareError(f"firmware {elf} on {target} did not finish within {timeout:g} s (killed; an illegal "
+                            f"instruction or an endless loop keeps QEMU running). Log tail:\n{_tail(log) or '(empty)'}",
+                            log, res)
+    if check and (status != 0 or not res.finished):
+        raise FirmwareError(f"firmware {elf} on {target} failed: exit status {status}"
+                            f"{'' if res.finished else ', no final line'}. Log tail:\n{_tail(log) or '(empty)'}",
+                            log, res)
+    return res
+
+
+def build_and_run(out_dir, target: Optional[str] = None, timeout: float = 120, build_timeout: float = 900,
+                  check: bool = True) -> FirmwareResult:
+    """Builds the export in ``out_dir`` for ``target`` (default the export's),
+    runs it under QEMU within ``timeout`` seconds and returns the parsed
+    result with the image's size. Raises FirmwareError on a failed build, a
+    run that does not finish, or (with ``check``) a failing run."""
+    m = _manifest(out_dir)
+    target = target or m["target"]
+    _qemu_target(target)
+    elf = build(out_dir, target, timeout=build_timeout)
+    size = elf_size(elf)
+    try:
+        res = run_elf(elf, target, timeout=timeout, check=check)
+    except FirmwareError as e:
+        if e.result is not None:
+            e.result.size = size
+        raise
+    res.size = size
+    if check and len(res.steps) != m["steps"]:
+        raise FirmwareError(f"firmware on {target} printed {len(res.steps)} steps, the export has {m['steps']}:\n"
+                            f"{_tail(res.log)}", res.log, res)
+    return res
+
+
+# ------------------------------------------------------------------ host
+def _fnv1a(data: bytes) -> int:
+    h = 2166136261
+    for b in data:
+        h = ((h ^ b) * 16777619) & 0xFFFFFFFF
+    return h
+
+
+def host_run(out_dir) -> HostResult:
+    """Runs the exported steps on the host through the bindings, from the
+    export's manifest and arrays: the same graph calls, plan options,
+    optimizer settings, seed, initial parameter bits and batches."""
+    out = Path(out_dir)
+    m = _manifest(out)
+    with np.load(out / "export.npz") as z:
+        arr = {k: z[k] for k in z.files}
+    shape = tuple(m["input_shape"])
+    g = core_graph_from_layers(shape, m["layers"], m["trainable"])
+    po = m["plan"]
+    plan = _core.Plan(g, po["micro_batch"], po["optimizer"], po["momentum"], po["reuse"])
+    if int(plan.peak_bytes) != int(po["peak_bytes"]):
+        raise RuntimeError(f"host_run: the manifest's graph plans to {plan.peak_bytes} B, the export says "
+                           f"{po['peak_bytes']} B")
+    o = m["optimizer"]
+    sess = _core.Session(plan, None, o["kind"], o["lr"], o["momentum"], o["weight_decay"], o["beta1"], o["beta2"],
+                         o["eps"], int(m["seed"]))
+    for p in m["params"]:
+        sess.param(p["node"], p["which"])[...] = arr[f"p_{p['node']}_{p['which']}"].view(np.float32)
+    init = int(sess.checksum())
+    B = int(m["batch_size"])
+    x = arr["x_train"].view(np.float32).reshape((-1,) + shape)
+    y = arr["y_train"].astype(np.int32)
+    steps = []
+    for s in range(int(m["steps"])):
+        loss = sess.train_step(np.ascontiguousarray(x[s * B:(s + 1) * B]), np.ascontiguousarray(y[s * B:(s + 1) * B]))
+        bits = int(np.array([loss], dtype=np.float32).view(np.uint32)[0])
+        steps.append(StepRecord(s, bits, int(sess.checksum())))
+    n_test = int(m["n_test"])
+    correct = logits_sum = None
+    if n_test:
+        xt = arr["x_test"].view(np.float32).reshape((-1,) + shape)
+        logits = np.asarray(sess.forward(np.ascontiguousarray(xt)), dtype=np.float32)
+        correct = int(np.sum(logits.argmax(axis=1) == arr["y_test"]))
+        logits_sum = _fnv1a(np.ascontiguousarray(logits).astype("<f4").tobytes())
+    return HostResult(m["model"], steps, init, int(plan.peak_bytes), correct, n_test, logits_sum)
+
+
+# ------------------------------------------------------------------ FLOP count
+def training_flops(out_dir_or_manifest) -> Dict[str, float]:
+    """Arithmetic per training sample of an export, counted analytically from
+    its layers: the forward, the input-gradient backward (where a gradient
+    flows) and the weight-gradient backward (trained layers), the loss and
+    the optimizer update shared over the batch.
+
+    Conventions: a multiply-add is 2 FLOP; a norm's forward 8 per element
+    (statistics 4, normalise 2, affine 2), its input gradient 10, its weight
+    gradient 5; ReLU 1 per element each way; average pooling one add per
+    window element and a multiply per output; softmax cross-entropy 5 per
+    class forward, 2 backward; SGD 2 per trained parameter (+2 momentum,
+    +2 weight decay), Adam 12. Convolutions and linear layers dominate;
+    their share alone (2 per multiply-add, no bias) is ``matmul_forward`` and
+    ``matmul_backward``."""
+    m = out_dir_or_manifest if isinstance(out_dir_or_manifest, dict) else _manifest(out_dir_or_manifest)
+    layers, pn = m["layers"], m["plan_nodes"]
+    fwd = bwd_in = bwd_w = 0.0
+    mm_fwd = mm_bwd = 0.0   # the multiply-adds of convolutions and linear layers alone
+    n_trained = 0
+    for v, l in enumerate(layers):
+        if v == 0:
+            continue
+        k, o = l["kind"], l["opts"]
+        out_n = float(np.prod(l["shape"]))
+        src = layers[l["inputs"][0]]
+        in_n = float(np.prod(src["shape"]))
+        din = any(i != 0 and pn[i]["run_backward"] for i in l["inputs"])
+        wg = pn[v]["weight_grad"]
+        if k in ("conv2d", "linear"):
+            if k == "conv2d":
+                kh, kw = o["kernel"]
+                macs = out_n * (src["shape"][0] // o["groups"]) * kh * kw
+            else:
+                macs = out_n * in_n
+            bias = out_n if o["bias"] else 0.0
+            mm_fwd += 2 * macs
+            mm_bwd += 2 * macs * (int(din) + int(wg))
+            fwd += 2 * macs + bias
+            bwd_in += 2 * macs if din else 0.0
+            bwd_w += (2 * macs + bias) if wg else 0.0
+        elif k in ("groupnorm", "batchnorm"):
+            fwd += 8 * out_n
+            bwd_in += 10 * out_n if din else 0.0
+            bwd_w += 5 * out_n if wg else 0.0
+        elif k in ("relu", "dropout", "add"):
+            fwd += out_n
+            bwd_in += out_n if din else 0.0
+        elif k in ("elu", "gelu"):
+            fwd += (4 if k == "elu" else 20) * out_n
+            bwd_in += (2 if k == "elu" else 25) * out_n if din else 0.0
+        elif k in ("avgpool2d", "maxpool2d"):
+            kh, kw = o["kernel"]
+            fwd += out_n * (kh * kw + (1 if k == "avgpool2d" else 0))
+            bwd_in += out_n * kh * kw if din else 0.0
+        elif k == "global_avgpool":
+            fwd += in_n + out_n
+            bwd_in += in_n if din else 0.0
+        if wg:
+            n_trained += sum(p["numel"] for p in m["params"] if p["node"] == v and p["which"] < 2)
+    classes = float(m["classes"])
+    loss = 7 * classes
+    opt = m["optimizer"]
+    if opt["kind"] == "adam":
+        per_param = 12.0
+    else:
+        per_param = 2.0 + (2.0 if opt["momentum"] else 0.0) + (2.0 if opt["weight_decay"] else 0.0)
+    update = per_param * n_trained / max(1, int(m["batch_size"]))
+    total = fwd + bwd_in + bwd_w + loss + update
+    return {"forward": fwd, "backward_input": bwd_in, "backward_weight": bwd_w, "loss": loss, "update": update,
+            "total": total, "matmul_forward": mm_fwd, "matmul_backward": mm_bwd}
