@@ -1,0 +1,87 @@
+/* linear (fully connected), float32. in [n, in_f], weight [out_f, in_f]
+ * (PyTorch layout), bias [out_f], out [n, out_f].
+ *
+ * Summation order (fixed, platform-independent with -ffp-contract=off):
+ *  forward          out[i][o] = bias[o] (0 without bias), then += in[i][k] * w[o][k]
+ *                   for k ascending.
+ *  backward_input   d_in[i][k] = 0, then += d_out[i][o] * w[o][k] for o ascending.
+ *  backward_weight  d_w[o][k] += d_out[i][o] * in[i][k] and d_b[o] += d_out[i][o]
+ *                   for i ascending, straight into the accumulator, so one call
+ *                   over a batch gives the same bits as one call per sample.
+ */
+#include "biotrain/kernels_f32.h"
+#include "kernel_checks.h"
+
+static bt_status linear_sizes(int n, int in_f, int out_f)
+{
+    BT_REQUIRE(bt_sizes_ok(n, in_f, 1, 1) && bt_sizes_ok(n, out_f, 1, 1) &&
+                   bt_sizes_ok(out_f, in_f, 1, 1),
+               BT_ERR_BAD_SIZE);
+    return BT_OK;
+}
+
+bt_status bt_linear_forward_f32(float *restrict out, const float *restrict in,
+                                const float *restrict weight, const float *restrict bias,
+                                int n, int in_f, int out_f)
+{
+    int i, o, k;
+    BT_TRY(linear_sizes(n, in_f, out_f));
+    BT_REQUIRE_PTR(out);
+    BT_REQUIRE_PTR(in);
+    BT_REQUIRE_PTR(weight);
+    for (i = 0; i < n; ++i) {
+        const float *x = in + (size_t)i * in_f;
+        float *y = out + (size_t)i * out_f;
+        for (o = 0; o < out_f; ++o) {
+            const float *w = weight + (size_t)o * in_f;
+            float acc = bias ? bias[o] : 0.0f;
+            for (k = 0; k < in_f; ++k) acc += x[k] * w[k];
+            y[o] = acc;
+        }
+    }
+    return BT_OK;
+}
+
+bt_status bt_linear_backward_input_f32(float *restrict d_in, const float *restrict d_out,
+                                       const float *restrict weight, int n, int in_f, int out_f)
+{
+    int i, o, k;
+    BT_TRY(linear_sizes(n, in_f, out_f));
+    BT_REQUIRE_PTR(d_in);
+    BT_REQUIRE_PTR(d_out);
+    BT_REQUIRE_PTR(weight);
+    /* Row form: the contiguous d_in row is the inner loop. */
+    for (i = 0; i < n; ++i) {
+        float *dx = d_in + (size_t)i * in_f;
+        const float *dy = d_out + (size_t)i * out_f;
+        for (k = 0; k < in_f; ++k) dx[k] = 0.0f;
+        for (o = 0; o < out_f; ++o) {
+            const float g = dy[o];
+            const float *w = weight + (size_t)o * in_f;
+            for (k = 0; k < in_f; ++k) dx[k] += g * w[k];
+        }
+    }
+    return BT_OK;
+}
+
+bt_status bt_linear_backward_weight_f32(float *restrict d_weight, float *restrict d_bias,
+                                        const float *restrict d_out, const float *restrict in,
+                                        int n, int in_f, int out_f)
+{
+    int i, o, k;
+    BT_TRY(linear_sizes(n, in_f, out_f));
+    BT_REQUIRE_PTR(d_weight);
+    BT_REQUIRE_PTR(d_out);
+    BT_REQUIRE_PTR(in);
+    for (i = 0; i < n; ++i) {
+        const float *x = in + (size_t)i * in_f;
+        const float *dy = d_out + (size_t)i * out_f;
+        for (o = 0; o < out_f; ++o) {
+            const float g = dy[o];
+            float *dw = d_weight + (size_t)o * in_f;
+            if (d_bias) d_bias[o] += g;
+            for (k = 0; k < in_f; ++k) dw[k] += g * x[k];
+        }
+    }
+    return BT_OK;
+}
