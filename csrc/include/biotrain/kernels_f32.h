@@ -110,6 +110,14 @@ bt_status bt_relu_forward_f32(float *out, const float *in, int count);
 /* Uses the forward OUTPUT, so ReLU runs in place. */
 bt_status bt_relu_backward_f32(float *d_in, const float *d_out, const float *out, int count);
 
+/* ReLU that saves one bit per element for its backward instead of its
+ * output: mask [ceil(count/32)] words, bit i%32 of word i/32 set where
+ * in[i] > 0. 32x less memory than keeping the output. */
+bt_status bt_relu_forward_mask_f32(float *out, uint32_t *mask, const float *in, int count);
+bt_status bt_relu_backward_mask_f32(float *d_in, const float *d_out, const uint32_t *mask, int count);
+/* Words of a ReLU mask for count elements. */
+size_t bt_relu_mask_words(int count);
+
 /* ELU(x) = x for x > 0, alpha * (exp(x) - 1) otherwise. */
 bt_status bt_elu_forward_f32(float *out, const float *in, int count, float alpha);
 /* Uses the forward OUTPUT (dy/dx = y + alpha for x <= 0), so ELU runs in place. */
