@@ -50,5 +50,7 @@ void bind_kernels_elementwise(py::module_ &m);
 void bind_kernels_loss(py::module_ &m);
 void bind_kernels_misc(py::module_ &m);   // rng, bt_math
 void bind_runtime(py::module_ &m);        // graph, plan, session, optimizer
+void bind_kernels_fixed(py::module_ &m);   // fixed-point kernels (kernels_fixed.h)
+void bind_runtime_fixed(py::module_ &m);   // fixed-point session (exec_fixed.h)
 
 }  // namespace bt

@@ -12,4 +12,6 @@ PYBIND11_MODULE(_core, m) {
     bt::bind_kernels_loss(m);
     bt::bind_kernels_misc(m);
     bt::bind_runtime(m);
+    bt::bind_kernels_fixed(m);
+    bt::bind_runtime_fixed(m);
 }

@@ -136,9 +136,13 @@ bt_optim_kind optim_kind(const std::string &s) {
 struct Plan {
     std::shared_ptr<Graph> graph;
     std::unique_ptr<bt_plan> p{new bt_plan};
-    Plan(std::shared_ptr<Graph> gr, int micro_batch, const std::string &optimizer, bool momentum, bool reuse)
+    Plan(std::shared_ptr<Graph> gr, int micro_batch, const std::string &optimizer, bool momentum, bool reuse,
+         const std::string &dtype = "float32")
         : graph(std::move(gr)) {
-        bt_plan_opts o{micro_batch, optim_kind(optimizer), momentum ? 1 : 0, reuse ? 1 : 0};
+        if (dtype != "float32" && dtype != "fixed")
+            throw py::value_error("Plan: dtype must be 'float32' or 'fixed', got '" + dtype + "'");
+        bt_plan_opts o{micro_batch, optim_kind(optimizer), momentum ? 1 : 0, reuse ? 1 : 0,
+                       dtype == "fixed" ? BT_DTYPE_FIXED : BT_DTYPE_F32};
         check(bt_plan_build(p.get(), &graph->g, &o), "Plan",
               "micro_batch=" + std::to_string(micro_batch) + ", " + std::to_string(graph->g.n_nodes) + " nodes");
     }
@@ -295,9 +299,13 @@ void bind_runtime(py::module_ &m) {
         .def_property_readonly("classes", [](const Graph &g) { return g.g.classes; });
 
     py::class_<Plan, std::shared_ptr<Plan>>(m, "Plan")
-        .def(py::init<std::shared_ptr<Graph>, int, const std::string &, bool, bool>(), py::arg("graph"),
-             py::arg("micro_batch"), py::arg("optimizer") = "sgd", py::arg("momentum") = false,
-             py::arg("reuse") = true)
+        .def(py::init<std::shared_ptr<Graph>, int, const std::string &, bool, bool, const std::string &>(),
+             py::arg("graph"), py::arg("micro_batch"), py::arg("optimizer") = "sgd", py::arg("momentum") = false,
+             py::arg("reuse") = true, py::arg("dtype") = "float32")
+        .def_property_readonly("dtype", [](const Plan &p) { return p.p->opts.dtype == BT_DTYPE_FIXED ? "fixed" : "float32"; })
+        // raw addresses of the C plan and graph, for the fixed-point session (runtime_fixed.cpp)
+        .def_property_readonly("_address", [](const Plan &p) { return reinterpret_cast<uintptr_t>(p.p.get()); })
+        .def_property_readonly("_graph_address", [](const Plan &p) { return reinterpret_cast<uintptr_t>(&p.graph->g); })
         .def_property_readonly("peak_bytes", [](const Plan &p) { return p.p->peak_bytes; })
         .def_property_readonly("live_peak_bytes", [](const Plan &p) { return p.p->live_peak_bytes; })
         .def_property_readonly("naive_bytes", [](const Plan &p) { return p.p->naive_bytes; })

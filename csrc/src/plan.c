@@ -233,7 +233,7 @@ bt_status bt_plan_build(bt_plan *p, const bt_graph *g, const bt_plan_opts *opts)
     int T[BT_MAX_NODES];
     size_t f = sizeof(float);
     /* element bytes of activations, activation gradients and probabilities:
-     * float32, or int8 / int16 / int16 in fixed point */
+     * float32, or int8 / int8 / int16 in fixed point */
     size_t fa = f, fg = f, fprob = f;
     bt_status st = BT_OK;
     if (!p || !g || !opts) return BT_ERR_NULL_POINTER;
@@ -241,7 +241,7 @@ bt_status bt_plan_build(bt_plan *p, const bt_graph *g, const bt_plan_opts *opts)
     if (opts->micro_batch <= 0) return BT_ERR_BAD_SIZE;
     if (opts->optimizer != BT_OPTIM_SGD && opts->optimizer != BT_OPTIM_ADAM) return BT_ERR_BAD_PARAM;
     if (opts->dtype != BT_DTYPE_F32 && opts->dtype != BT_DTYPE_FIXED) return BT_ERR_BAD_PARAM;
-    if (opts->dtype == BT_DTYPE_FIXED) { fa = sizeof(int8_t); fg = sizeof(int16_t); fprob = sizeof(int16_t); }
+    if (opts->dtype == BT_DTYPE_FIXED) { fa = sizeof(int8_t); fg = sizeof(int8_t); fprob = sizeof(int16_t); }
     memset(p, 0, sizeof *p);
     memset(&b, 0, sizeof b);
     b.p = p; b.g = g;

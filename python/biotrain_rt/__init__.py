@@ -10,13 +10,14 @@ the training loop; this package is its Python face::
     loss = trainer.step(x, y)
 """
 from . import _core  # noqa: F401
-from . import models
+from . import export, firmware, models
 from .network import Layer, Network
 from .optim import SGD, Adam
 from .plan import PlanInfo
 from .torch_io import from_torch, to_torch
 from .trainer import Trainer
+from .fixed import FixedTrainer
 
 __version__ = "0.1.0"
 
-__all__ = ["Network", "Layer", "Trainer", "SGD", "Adam", "PlanInfo", "from_torch", "to_torch", "models"]
+__all__ = ["Network", "Layer", "Trainer", "FixedTrainer", "SGD", "Adam", "PlanInfo", "from_torch", "to_torch", "models", "export", "firmware"]

@@ -63,6 +63,13 @@ class Trainer:
         does not grow with the batch; batchnorm needs the whole batch.
     """
 
+    def __new__(cls, *args, dtype: str = "float32", **kwargs):
+        # dtype="fixed" gives the integer trainer (fixed.py), a subclass with the same API
+        if cls is Trainer and dtype == "fixed":
+            from .fixed import FixedTrainer
+            return super().__new__(FixedTrainer)
+        return super().__new__(cls)
+
     def __init__(self, net: Network, optimizer: Union[SGD, Adam, None] = None, strategy: Strategy = "full",
                  batch_size: int = 8, micro_batch: Optional[int] = None, seed: int = 0, reuse: bool = True,
                  dtype: str = "float32"):
@@ -70,7 +77,7 @@ class Trainer:
             raise TypeError(f"Trainer needs a biotrain_rt Network, got {type(net).__name__}; "
                             "use brt.from_torch(module, input_shape) for a torch module")
         if dtype != "float32":
-            raise ValueError(f"dtype '{dtype}' is not available: this build trains in 'float32'")
+            raise ValueError(f"dtype '{dtype}' is not available: use 'float32' or 'fixed'")
         if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
         self.net = net.finish()
