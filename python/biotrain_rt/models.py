@@ -91,4 +91,29 @@ def eegnet(channels: int = 22, samples: int = 1125, classes: int = 4, F1: int = 
     return net.finish()
 
 
-ZOO = {"mibminet": mibminet, "epidenet": epidenet, "eegnet": eegnet}
+def emgnet(channels: int = 8, samples: int = 40, classes: int = 6, filters: int = 16, depth: int = 2,
+           hidden: int = 32, kernel: int = 5, norm: str = "group", seed: int = 0) -> Network:
+    """EMG gesture model for short armband windows (UCI EMG: 8 channels, 200 ms
+    at 1 kHz decimated to 200 Hz = 40 samples, 6 gestures).
+
+    spatial conv channels x 1 (1 -> filters) · depthwise temporal 1 x kernel
+    (depth multiplier `depth`) · ReLU · global average pool (a learned
+    band-power per filter: EMG gestures are told apart by which muscles are
+    active, not by the timing inside a 200 ms window) · pointwise conv with
+    bias (-> hidden) · norm · ReLU · linear. The same family as MI-BMInet
+    (spatial and depthwise temporal convs, GroupNorm, average pooling), sized
+    to the window."""
+    net = Network((1, channels, samples), name="emgnet", seed=seed)
+    x = net.conv2d(0, filters, (channels, 1), name="spatial")
+    x = net.conv2d(x, filters * depth, (1, kernel), groups=filters, name="temporal")
+    x = net.relu(x, name="relu1")
+    x = net.global_avgpool(x, name="power")
+    x = net.conv2d(x, hidden, (1, 1), bias=True, name="mix")
+    x = _norm(net, x, norm, "norm1")
+    x = net.relu(x, name="relu2")
+    x = net.flatten(x, name="flatten")
+    net.linear(x, classes, name="classifier")
+    return net.finish()
+
+
+ZOO = {"mibminet": mibminet, "epidenet": epidenet, "eegnet": eegnet, "emgnet": emgnet}

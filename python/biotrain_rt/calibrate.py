@@ -1,0 +1,463 @@
+"""New-subject calibration and cross-session adaptation, end to end.
+
+For each held-out subject (leave-one-subject-out):
+
+1. pretrain a subject-independent model on the other subjects, in the C runtime;
+2. take the held-out subject's first ``k_per_class`` labelled windows of each
+   class in session 1 (in time order: the first seconds of a new user's data)
+   as the calibration set, and compare strategies: ``none`` (the pretrained
+   model), ``last`` (only the final linear layer), ``full`` (every layer), and
+   ``full-fixed`` (every layer in fixed point) where that path exists;
+3. safe adaptation: the last ``holdout_per_class`` windows of each class of the
+   calibration set are held out; a strategy first trains on the rest, and if
+   the adapted model is worse on the hold-out than the model before, the model
+   before is kept (and the result says so); otherwise it is refit on the whole
+   calibration set. A step that fails restores the model before: no
+   half-updated model is left behind;
+4. evaluate on the rest of session 1 and on session 2 (the next recording);
+5. the longitudinal case: the calibrated model on session 2, before and after
+   adapting on its first ``k_per_class`` windows per class of session 2,
+   evaluated on the rest of session 2.
+
+Everything is seeded: the same command gives the same numbers.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+
+from . import models
+from .data import Dataset, load_npz, load_uci_emg
+from .optim import SGD, Adam
+from .trainer import Trainer
+
+
+@dataclass
+class StrategyConfig:
+    """How one strategy adapts: optimizer, learning rate, epochs, batch."""
+    lr: float
+    epochs: int
+    batch_size: int = 8
+    optimizer: str = "adam"
+    momentum: float = 0.9
+
+
+@dataclass
+class CalibrationConfig:
+    """Everything that decides a calibration run's numbers."""
+    model: str = "emgnet"
+    decimate: int = 5                 # 1 kHz sample-and-hold of a ~200 Hz stream: keep every 5th sample
+    scale: float = 32.0               # MYO counts (int8 range) to about unit range
+    k_per_class: int = 10             # calibration windows per class (10 x 6 = 60 windows, ~6 s)
+    holdout_per_class: int = 2        # of those, held out to decide whether to keep the adaptation
+    pretrain: StrategyConfig = field(default_factory=lambda: StrategyConfig(lr=3e-3, epochs=30, batch_size=32))
+    adapt: Dict[str, StrategyConfig] = field(default_factory=lambda: {
+        "last": StrategyConfig(lr=1e-2, epochs=40, batch_size=8),
+        "full": StrategyConfig(lr=2e-3, epochs=40, batch_size=8),
+        "full-fixed": StrategyConfig(lr=2e-3, epochs=40, batch_size=8),
+    })
+    strategies: Sequence[str] = ("none", "last", "full")
+    sweep: Sequence[int] = (2, 5, 10)  # calibration windows per class for the accuracy-vs-samples plot
+    longitudinal: bool = True
+    seed: int = 0
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+# ---------------------------------------------------------------- data
+def prepare(ds: Dataset, cfg: CalibrationConfig) -> Dataset:
+    """Decimate and scale windows the way the device would."""
+    X = ds.X
+    if cfg.decimate > 1:
+        X = X[..., ::cfg.decimate]
+    X = (X / np.float32(cfg.scale)).astype(np.float32)
+    return dataclasses.replace(ds, X=np.ascontiguousarray(X), fs=ds.fs / cfg.decimate)
+
+
+def _time_order(ds: Dataset, idx: np.ndarray) -> np.ndarray:
+    t = ds.meta.get("t_start_ms")
+    if t is None:
+        return idx  # file order is time order
+    return idx[np.argsort(np.asarray(t)[idx], kind="stable")]
+
+
+def first_k_per_class(ds: Dataset, subject: int, session: int, k: int) -> np.ndarray:
+    """Indices of the first k windows (in time) of each class of one recording."""
+    base = np.flatnonzero((ds.subject == subject) & (ds.session == session))
+    out = []
+    for c in range(ds.n_classes):
+        idx = _time_order(ds, base[ds.y[base] == c])
+        if len(idx) < k:
+            raise ValueError(f"subject {subject} session {session} has {len(idx)} windows of class "
+                             f"'{ds.class_names[c]}', fewer than k_per_class={k}; lower k_per_class")
+        out.append(idx[:k])
+    return np.concatenate(out)
+
+
+def split_holdout(ds: Dataset, idx: np.ndarray, per_class: int):
+    """The last `per_class` windows (in time) of each class are the hold-out."""
+    train, hold = [], []
+    for c in range(ds.n_classes):
+        i = _time_order(ds, idx[ds.y[idx] == c])
+        cut = len(i) - per_class
+        train.append(i[:cut])
+        hold.append(i[cut:])
+    return np.concatenate(train), np.concatenate(hold)
+
+
+def check_dataset(ds: Dataset, net_channels: Optional[int] = None) -> None:
+    classes = np.unique(ds.y)
+    if len(classes) < 2:
+        raise ValueError(f"the dataset has a single class ({ds.class_names[int(classes[0])]!r}); "
+                         "calibration needs at least two")
+    if net_channels is not None and ds.n_channels != net_channels:
+        raise ValueError(f"the data has {ds.n_channels} channels but the model takes {net_channels}")
+
+
+def make_model(cfg: CalibrationConfig, ds: Dataset, seed: int):
+    if cfg.model not in models.ZOO:
+        raise ValueError(f"unknown model '{cfg.model}'; choose from {sorted(models.ZOO)}")
+    return models.ZOO[cfg.model](channels=ds.n_channels, samples=ds.n_times, classes=ds.n_classes, seed=seed)
+
+
+def _optimizer(sc: StrategyConfig):
+    if sc.optimizer == "adam":
+        return Adam(lr=sc.lr)
+    if sc.optimizer == "sgd":
+        return SGD(lr=sc.lr, momentum=sc.momentum)
+    raise ValueError(f"unknown optimizer {sc.optimizer!r}")
+
+
+# ---------------------------------------------------------------- adaptation
+def _fixed_available() -> bool:
+    try:
+        from . import fixed  # noqa: F401
+        return True
+    except ImportError:
+        return False
+
+
+def adapt(net, strategy: str, sc: StrategyConfig, X, y, seed: int):
+    """Trains `net` in place with a strategy; returns (trainer figures).
+    On any failure the network's parameters are restored."""
+    before = net.state_dict()
+    dtype = "fixed" if strategy.endswith("-fixed") else "float32"
+    base = strategy.replace("-fixed", "")
+    try:
+        tr = Trainer(net, optimizer=_optimizer(sc), strategy=base, batch_size=min(sc.batch_size, len(X)),
+                     seed=seed, dtype=dtype)
+        t0 = time.perf_counter()
+        tr.fit(X, y, epochs=sc.epochs, progress=False)
+        dt = time.perf_counter() - t0
+        figures = {"trainable_params": tr.n_trainable, "peak_bytes": tr.plan.peak_bytes,
+                   "samples_per_s": (sc.epochs * len(X)) / dt if dt > 0 else float("inf")}
+        tr.release()
+        return figures
+    except Exception:
+        net.load_state_dict(before)
+        raise
+
+
+def evaluate(net, X, y) -> float:
+    if len(X) == 0:
+        return float("nan")
+    tr = Trainer(net, strategy="none", batch_size=1)
+    acc = tr.evaluate(X, y)
+    tr.release()
+    return acc
+
+
+def safe_adapt(net, strategy: str, sc: StrategyConfig, ds: Dataset, calib: np.ndarray, holdout_per_class: int,
+               seed: int) -> dict:
+    """Adapts on the calibration set minus a hold-out; keeps the result only if
+    it is no worse on the hold-out, then refits on the whole calibration set."""
+    start = net.state_dict()
+    fit_idx, hold_idx = split_holdout(ds, calib, holdout_per_class) if holdout_per_class > 0 else (calib, calib[:0])
+    acc_hold_before = evaluate(net, ds.X[hold_idx], ds.y[hold_idx]) if len(hold_idx) else float("nan")
+    adapt(net, strategy, sc, ds.X[fit_idx], ds.y[fit_idx], seed)
+    acc_hold_after = evaluate(net, ds.X[hold_idx], ds.y[hold_idx]) if len(hold_idx) else float("nan")
+    net.load_state_dict(start)
+    kept = not (acc_hold_after < acc_hold_before)
+    info = {"holdout_before": acc_hold_before, "holdout_after": acc_hold_after, "kept": bool(kept)}
+    if kept:
+        info.update(adapt(net, strategy, sc, ds.X[calib], ds.y[calib], seed))
+    else:
+        # measure the plan and speed anyway, on a throwaway copy, then keep the model before
+        info.update(adapt(net, strategy, StrategyConfig(sc.lr, 1, sc.batch_size, sc.optimizer, sc.momentum),
+                          ds.X[calib], ds.y[calib], seed))
+        net.load_state_dict(start)
+    return info
+
+
+# ---------------------------------------------------------------- the run
+def pretrain(cfg: CalibrationConfig, ds: Dataset, held_out: int, cache_dir: Optional[str]):
+    train = np.flatnonzero(ds.subject != held_out)
+    net = make_model(cfg, ds, seed=cfg.seed)
+    key = None
+    if cache_dir:
+        import hashlib
+        h = hashlib.sha256(json.dumps(cfg.to_dict(), sort_keys=True, default=str).encode())
+        h.update(ds.X[train].tobytes())
+        h.update(ds.y[train].tobytes())
+        key = os.path.join(cache_dir, f"pretrained_{cfg.model}_s{held_out}_{h.hexdigest()[:16]}.npz")
+        if os.path.exists(key):
+            with np.load(key) as f:
+                net.load_state_dict({k: f[k] for k in f.files})
+            return net
+    tr = Trainer(net, optimizer=_optimizer(cfg.pretrain), strategy="full", batch_size=cfg.pretrain.batch_size,
+                 seed=cfg.seed)
+    tr.fit(ds.X[train], ds.y[train], epochs=cfg.pretrain.epochs, progress=False)
+    tr.release()
+    if key:
+        os.makedirs(cache_dir, exist_ok=True)
+        np.savez(key, **net.state_dict())
+    return net
+
+
+def run_subject(cfg: CalibrationConfig, ds: Dataset, s: int, strategies: Sequence[str],
+                cache_dir: Optional[str]) -> dict:
+    net0 = pretrain(cfg, ds, s, cache_dir)
+    w0 = net0.state_dict()
+    calib = first_k_per_class(ds, s, 1, cfg.k_per_class)
+    rest1 = np.setdiff1d(np.flatnonzero((ds.subject == s) & (ds.session == 1)), calib)
+    sess2 = np.flatnonzero((ds.subject == s) & (ds.session == 2))
+    res = {"subject": int(s), "n_calibration": int(len(calib)), "n_rest_session1": int(len(rest1)),
+           "n_session2": int(len(sess2)), "strategies": {}}
+    base1 = evaluate(net0, ds.X[rest1], ds.y[rest1])
+    base2 = evaluate(net0, ds.X[sess2], ds.y[sess2])
+    calibrated = {}
+    for strat in strategies:
+        net = make_model(cfg, ds, seed=cfg.seed)
+        net.load_state_dict(w0)
+        if strat == "none":
+            r = {"trainable_params": 0, "peak_bytes": 0, "samples_per_s": None, "kept": True}
+        else:
+            r = safe_adapt(net, strat, cfg.adapt[strat], ds, calib, cfg.holdout_per_class, cfg.seed)
+        r.update({"acc_before_session1": base1, "acc_after_session1": evaluate(net, ds.X[rest1], ds.y[rest1]),
+                  "acc_before_session2": base2, "acc_after_session2": evaluate(net, ds.X[sess2], ds.y[sess2])})
+        # the accuracy against the number of calibration windows (for the plot)
+        sweep = {}
+        if strat != "none":
+            for k in cfg.sweep:
+                if k == cfg.k_per_class or k <= cfg.holdout_per_class:
+                    continue
+                net_k = make_model(cfg, ds, seed=cfg.seed)
+                net_k.load_state_dict(w0)
+                safe_adapt(net_k, strat, cfg.adapt[strat], ds, first_k_per_class(ds, s, 1, k),
+                           cfg.holdout_per_class, cfg.seed)
+                sweep[str(k * ds.n_classes)] = evaluate(net_k, ds.X[sess2], ds.y[sess2])
+        sweep[str(cfg.k_per_class * ds.n_classes)] = r["acc_after_session2"]
+        r["sweep_session2"] = sweep
+        res["strategies"][strat] = r
+        calibrated[strat] = net
+    if cfg.longitudinal and len(sess2) and "full" in calibrated:
+        cal2 = first_k_per_class(ds, s, 2, cfg.k_per_class)
+        rest2 = np.setdiff1d(sess2, cal2)
+        lon = {}
+        for strat in ("last", "full"):
+            if strat not in strategies:
+                continue
+            net = make_model(cfg, ds, seed=cfg.seed)
+            net.load_state_dict(calibrated["full"].state_dict())
+            before = evaluate(net, ds.X[rest2], ds.y[rest2])
+            info = safe_adapt(net, strat, cfg.adapt[strat], ds, cal2, cfg.holdout_per_class, cfg.seed)
+            lon[strat] = {"acc_before": before, "acc_after": evaluate(net, ds.X[rest2], ds.y[rest2]),
+                          "kept": info["kept"]}
+        res["longitudinal_session2"] = lon
+    return res
+
+
+def summarise(subjects: List[dict], strategies: Sequence[str]) -> dict:
+    out = {}
+    for strat in strategies:
+        rows = [r["strategies"][strat] for r in subjects]
+        out[strat] = {
+            "mean_acc_session2": float(np.mean([r["acc_after_session2"] for r in rows])),
+            "mean_acc_before_session2": float(np.mean([r["acc_before_session2"] for r in rows])),
+            "mean_acc_session1": float(np.nanmean([r["acc_after_session1"] for r in rows])),
+            "mean_gain_session2": float(np.mean([r["acc_after_session2"] - r["acc_before_session2"] for r in rows])),
+            "trainable_params": int(rows[0]["trainable_params"]),
+            "peak_bytes": int(max(r["peak_bytes"] for r in rows)),
+            "samples_per_s": (float(np.mean([r["samples_per_s"] for r in rows]))
+                              if rows[0]["samples_per_s"] is not None else None),
+            "kept": int(sum(bool(r["kept"]) for r in rows)),
+        }
+    lon = [r["longitudinal_session2"] for r in subjects if "longitudinal_session2" in r]
+    if lon:
+        out["longitudinal_session2"] = {
+            s: {"mean_acc_before": float(np.mean([l[s]["acc_before"] for l in lon])),
+                "mean_acc_after": float(np.mean([l[s]["acc_after"] for l in lon]))}
+            for s in lon[0]}
+    return out
+
+
+def calibrate(data: Optional[str] = None, cfg: Optional[CalibrationConfig] = None,
+              subjects: Optional[Sequence[int]] = None, cache_dir: Optional[str] = None,
+              progress: bool = True) -> dict:
+    """Runs the whole protocol; returns the results as a JSON-able dict."""
+    cfg = cfg or CalibrationConfig()
+    raw = load_uci_emg(data) if (data is None or _is_uci(data)) else load_npz(data)
+    ds = prepare(raw, cfg)
+    net = make_model(cfg, ds, seed=cfg.seed)
+    check_dataset(ds, net.input_shape[1])
+    strategies = [s for s in cfg.strategies if s != "full-fixed" or _fixed_available()]
+    both = [int(s) for s in np.unique(ds.subject)
+            if set(np.unique(ds.session[ds.subject == s]).tolist()) >= {1, 2}]
+    if subjects:
+        missing = [s for s in subjects if s not in both]
+        if missing:
+            raise ValueError(f"subjects {missing} are not in the data with two sessions (have {both})")
+        both = [int(s) for s in subjects]
+    if len(np.unique(ds.subject)) < 2:
+        raise ValueError("leave-one-subject-out needs at least two subjects")
+    for s in both:  # fail early, before any training, if a subject is too short
+        first_k_per_class(ds, s, 1, cfg.k_per_class)
+    per_subject = []
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=len(both), desc="calibrate (leave one subject out)", unit="subject")
+    t0 = time.perf_counter()
+    for s in both:
+        per_subject.append(run_subject(cfg, ds, s, strategies, cache_dir))
+        if bar is not None:
+            bar.update(1)
+            acc = per_subject[-1]["strategies"].get("full", {}).get("acc_after_session2")
+            if acc is not None:
+                bar.set_postfix(subject=s, full=f"{acc:.3f}")
+    if bar is not None:
+        bar.close()
+    return {"config": cfg.to_dict(), "data": raw.info.get("path", "embedded uci_emg_gestures_tiny.npz"),
+            "model": {"name": cfg.model, "input_shape": list(net.input_shape), "params": net.n_params()},
+            "subjects": per_subject, "summary": summarise(per_subject, strategies),
+            "seconds": time.perf_counter() - t0}
+
+
+def _is_uci(path: str) -> bool:
+    try:
+        with np.load(path) as f:
+            return "series" in f.files and "t_start_ms" in f.files
+    except Exception as e:
+        raise ValueError(f"cannot read {path}: {e}") from None
+
+
+# ---------------------------------------------------------------- output
+def format_table(res: dict) -> str:
+    s = res["summary"]
+    lines = ["| strategy | accuracy before | accuracy after (session 2) | gain | session 1 rest | trainable params | "
+             "peak bytes | training samples/s | kept |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    n = len(res["subjects"])
+    for strat, r in s.items():
+        if strat == "longitudinal_session2":
+            continue
+        sps = f"{r['samples_per_s']:.0f}" if r["samples_per_s"] else "-"
+        lines.append(f"| {strat} | {r['mean_acc_before_session2']:.3f} | {r['mean_acc_session2']:.3f} | "
+                     f"{r['mean_gain_session2']:+.3f} | {r['mean_acc_session1']:.3f} | {r['trainable_params']} | "
+                     f"{r['peak_bytes'] if r['peak_bytes'] else '-'} | {sps} | {r['kept']}/{n} |")
+    if "longitudinal_session2" in s:
+        lines.append("")
+        lines.append("| longitudinal (session 2, after calibrating on session 1) | before | after |")
+        lines.append("|---|---|---|")
+        for strat, r in s["longitudinal_session2"].items():
+            lines.append(f"| {strat} | {r['mean_acc_before']:.3f} | {r['mean_acc_after']:.3f} |")
+    return "\n".join(lines)
+
+
+def format_subjects(res: dict) -> str:
+    strats = list(res["subjects"][0]["strategies"])
+    lines = ["| subject | " + " | ".join(strats) + " |", "|---|" + "---|" * len(strats)]
+    for r in res["subjects"]:
+        lines.append(f"| {r['subject']} | " + " | ".join(
+            f"{r['strategies'][s]['acc_after_session2']:.3f}" for s in strats) + " |")
+    return "\n".join(lines)
+
+
+def plot(res: dict, path: str) -> str:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4.2), gridspec_kw={"width_ratios": [3, 2]})
+    strats = list(res["subjects"][0]["strategies"])
+    for strat in strats:
+        if strat == "none":
+            m = np.mean([r["strategies"]["none"]["acc_before_session2"] for r in res["subjects"]])
+            a.axhline(m, color="gray", linestyle="--", label="none (pretrained only)")
+            continue
+        ks = sorted({int(k) for r in res["subjects"] for k in r["strategies"][strat]["sweep_session2"]})
+        means = [np.mean([r["strategies"][strat]["sweep_session2"][str(k)] for r in res["subjects"]]) for k in ks]
+        a.plot(ks, means, marker="o", label=strat)
+    a.set_xlabel("calibration windows from session 1")
+    a.set_ylabel("mean accuracy on session 2")
+    a.set_title("new-subject calibration (leave one subject out)")
+    a.legend()
+    a.grid(alpha=0.3)
+    s = res["summary"]
+    names = [k for k in strats if k != "none"]
+    b.bar(names, [s[k]["peak_bytes"] / 1024 for k in names], color=["#4c72b0", "#dd8452", "#55a868", "#c44e52"][:len(names)])
+    b.set_ylabel("peak arena of one training step (KiB)")
+    b.set_title("memory per strategy")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def write_results(res: dict, out_dir: str) -> Dict[str, str]:
+    """Writes results.json (atomically: a complete file or none) and the plot."""
+    os.makedirs(out_dir, exist_ok=True)
+    js = os.path.join(out_dir, "results.json")
+    png = os.path.join(out_dir, "calibration.png")
+    plot(res, png)
+    fd, tmp = tempfile.mkstemp(dir=out_dir, suffix=".json.tmp")
+    with os.fdopen(fd, "w") as f:
+        json.dump(res, f, indent=1, default=float)
+    os.replace(tmp, js)
+    return {"json": js, "png": png}
+
+
+# ---------------------------------------------------------------- CLI
+def _run_cli(args, demo: bool) -> int:
+    cfg = CalibrationConfig(seed=args.seed)
+    if args.k is not None:
+        cfg.k_per_class = args.k
+    if args.strategies:
+        cfg.strategies = tuple(args.strategies.split(","))
+    if args.pretrain_epochs is not None:
+        cfg.pretrain.epochs = args.pretrain_epochs
+    if demo:
+        cfg.sweep = (3, 10)
+    res = calibrate(None if demo else args.data, cfg, subjects=args.subjects, cache_dir=args.cache,
+                    progress=not args.quiet)
+    paths = write_results(res, args.out)
+    print(format_table(res))
+    print()
+    print(format_subjects(res))
+    print(f"\nwrote {paths['json']} and {paths['png']} ({res['seconds']:.0f} s)")
+    return 0
+
+
+def add_calibrate_commands(sub) -> None:
+    for name, demo in (("demo", True), ("calibrate", False)):
+        help_ = ("new-subject calibration on the embedded EMG data (the README's main command)" if demo else
+                 "leave-one-subject-out calibration on a dataset file")
+        p = sub.add_parser(name, help=help_)
+        if not demo:
+            p.add_argument("--data", default=None, help="a .npz (UCI EMG gestures format); default: embedded data")
+        p.add_argument("--subjects", type=int, nargs="*", default=None, help="held-out subjects (default: all)")
+        p.add_argument("--k", type=int, default=None, help="calibration windows per class (default 10)")
+        p.add_argument("--strategies", default=None, help="comma-separated: none,last,full,full-fixed")
+        p.add_argument("--pretrain-epochs", type=int, default=None)
+        p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--cache", default=None, help="directory to keep pretrained models in")
+        p.add_argument("--out", default=".", help="where results.json and calibration.png go")
+        p.add_argument("--quiet", action="store_true")
+        p.set_defaults(func=lambda a, d=demo: _run_cli(a, d))

@@ -1,0 +1,151 @@
+"""The main job: leave-one-subject-out calibration on the embedded real EMG
+data, safe adaptation, reproducibility, outputs, and what bad input gets."""
+import json
+import os
+
+import numpy as np
+import pytest
+
+from biotrain_rt import cli
+from biotrain_rt.calibrate import (CalibrationConfig, StrategyConfig, calibrate, first_k_per_class, prepare,
+                                   safe_adapt, split_holdout, write_results)
+from biotrain_rt.data import load_uci_emg
+import biotrain_rt as brt
+
+
+def quick_cfg(**kw):
+    cfg = CalibrationConfig(sweep=(3, 10), **kw)
+    cfg.pretrain = StrategyConfig(lr=3e-3, epochs=6, batch_size=32)
+    for s in cfg.adapt.values():
+        s.epochs = 15
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def result():
+    return calibrate(None, quick_cfg(), subjects=[3, 4], progress=False)
+
+
+def test_calibration_split_is_first_k_per_class_in_time():
+    ds = prepare(load_uci_emg(), CalibrationConfig())
+    idx = first_k_per_class(ds, 3, 1, 10)
+    assert len(idx) == 60 and np.all(ds.subject[idx] == 3) and np.all(ds.session[idx] == 1)
+    t = ds.meta["t_start_ms"]
+    for c in range(6):
+        mine = idx[ds.y[idx] == c]
+        allc = np.flatnonzero((ds.subject == 3) & (ds.session == 1) & (ds.y == c))
+        assert np.all(t[mine].max() <= np.sort(t[allc])[10 - 1])  # nothing later than the 10th window
+    fit, hold = split_holdout(ds, idx, 2)
+    assert len(fit) == 48 and len(hold) == 12 and not set(fit) & set(hold)
+    assert all(t[hold[ds.y[hold] == c]].min() > t[fit[ds.y[fit] == c]].max() for c in range(6))
+
+
+def test_result_structure_and_gains(result):
+    assert [r["subject"] for r in result["subjects"]] == [3, 4]
+    for r in result["subjects"]:
+        assert set(r["strategies"]) == {"none", "last", "full"}
+        for name, s in r["strategies"].items():
+            for k in ("acc_before_session2", "acc_after_session2", "acc_after_session1", "trainable_params"):
+                assert k in s
+            assert 0 <= s["acc_after_session2"] <= 1
+        assert r["strategies"]["full"]["trainable_params"] > r["strategies"]["last"]["trainable_params"] > 0
+        assert r["strategies"]["full"]["peak_bytes"] > r["strategies"]["last"]["peak_bytes"] > 0
+        assert "longitudinal_session2" in r
+    s = result["summary"]
+    # calibrating on 60 windows of the new user helps on the next recording
+    assert s["full"]["mean_acc_session2"] > s["none"]["mean_acc_session2"] + 0.05
+
+
+def _without_timing(subjects):
+    out = json.loads(json.dumps(subjects, default=float))
+    for r in out:
+        for s in r["strategies"].values():
+            s.pop("samples_per_s", None)
+    return out
+
+
+def test_same_seed_same_numbers(result):
+    """Everything but the measured speed is reproducible from the seed."""
+    again = calibrate(None, quick_cfg(), subjects=[3, 4], progress=False)
+    assert _without_timing(again["subjects"]) == _without_timing(result["subjects"])
+
+
+def test_outputs_written(result, tmp_path):
+    paths = write_results(result, str(tmp_path))
+    data = json.load(open(paths["json"]))
+    assert data["summary"]["full"]["mean_acc_session2"] == pytest.approx(result["summary"]["full"]["mean_acc_session2"])
+    assert open(paths["png"], "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_safe_adaptation_keeps_the_model_before_when_worse():
+    ds = prepare(load_uci_emg(subjects=[1, 3]), CalibrationConfig())
+    net = brt.models.emgnet(seed=0)
+    tr = brt.Trainer(net, optimizer=brt.Adam(lr=3e-3), batch_size=32)
+    tr.fit(ds.X[ds.subject == 1], ds.y[ds.subject == 1], epochs=5, progress=False)
+    tr.release()
+    before = net.state_dict()
+    calib = first_k_per_class(ds, 3, 1, 10)
+    # a learning rate that wrecks the model: the hold-out must veto it
+    info = safe_adapt(net, "full", StrategyConfig(lr=50.0, epochs=20, batch_size=8, optimizer="sgd", momentum=0.9),
+                      ds, calib, 2, seed=0)
+    after = net.state_dict()
+    if not info["kept"]:
+        for k in before:
+            np.testing.assert_array_equal(before[k], after[k])
+    assert info["holdout_after"] <= info["holdout_before"] or info["kept"]
+
+
+def _write_npz(path, **arrays):
+    np.savez(path, **arrays)
+    return str(path)
+
+
+def _uci_like(n_per=12, classes=6, subjects=(1, 2), channels=8, T=200):
+    rng = np.random.default_rng(0)
+    X, y, subj, ser, t = [], [], [], [], []
+    for s in subjects:
+        for se in (1, 2):
+            for c in range(classes):
+                for i in range(n_per):
+                    X.append(rng.integers(-50, 50, (channels, T)))
+                    y.append(c), subj.append(s), ser.append(se), t.append(i * 100)
+    return dict(X=np.array(X, np.int16), y=np.array(y, np.uint8), subject=np.array(subj, np.uint8),
+                series=np.array(ser, np.uint8), t_start_ms=np.array(t, np.int32), fs=1000.0, scale=1e5,
+                ch_names=np.array([f"channel{i + 1}" for i in range(channels)]),
+                class_names=np.array(["rest", "fist", "flex", "ext", "radial", "ulnar"][:classes]))
+
+
+@pytest.mark.parametrize("case,message", [
+    ("one_class", "one class|single class"),
+    ("too_few", "fewer than k_per_class"),
+    ("channels", "channels mismatch"),
+    ("corrupt", "cannot read|not a"),
+    ("missing", "No such file|cannot read|not found"),
+])
+def test_bad_input_exits_nonzero_and_writes_nothing(case, message, tmp_path, capsys):
+    out = tmp_path / "out"
+    if case == "one_class":
+        a = _uci_like(classes=1)
+        data = _write_npz(tmp_path / "d.npz", **a)
+    elif case == "too_few":
+        data = _write_npz(tmp_path / "d.npz", **_uci_like(n_per=4))
+    elif case == "channels":
+        data = _write_npz(tmp_path / "d.npz", **_uci_like(channels=4))
+    elif case == "corrupt":
+        p = tmp_path / "d.npz"
+        p.write_bytes(b"PK\x03\x04 this is not a zip archive at all")
+        data = str(p)
+    else:
+        data = str(tmp_path / "nope.npz")
+    code = cli.main(["calibrate", "--data", data, "--out", str(out), "--quiet", "--pretrain-epochs", "1"])
+    err = capsys.readouterr().err
+    assert code != 0
+    import re
+    assert re.search(message, err), err
+    assert not (out / "results.json").exists()
+
+
+def test_cli_plan_command(capsys, tmp_path):
+    png = tmp_path / "p.png"
+    assert cli.main(["plan", "--model", "mibminet", "--plot", str(png)]) == 0
+    assert "arena peak" in capsys.readouterr().out and png.exists()
