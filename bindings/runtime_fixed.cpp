@@ -173,6 +173,73 @@ struct FixedSession {
         }
         return l;
     }
+    // The rest of what the next step reads (exec_fixed.h), so that a session
+    // can be exported and continued elsewhere with the same bits: the
+    // adaptation windows, the dropout generator, the optimizer's integer
+    // settings. scales() holds the fractional bits.
+    py::dict adapt_state() const {
+        int n = g->n_nodes;
+        py::array_t<uint32_t> ow(n), dw(n);
+        py::array_t<int32_t> on(n), dn(n);
+        for (int v = 0; v < n; ++v) {
+            ow.mutable_data()[v] = s->out_win[v];
+            dw.mutable_data()[v] = s->dout_win[v];
+            on.mutable_data()[v] = s->out_win_n[v];
+            dn.mutable_data()[v] = s->dout_win_n[v];
+        }
+        py::dict d;
+        d["out_win"] = ow; d["dout_win"] = dw; d["out_win_n"] = on; d["dout_win_n"] = dn;
+        d["rng_state"] = s->rng.state; d["rng_inc"] = s->rng.inc; d["steps"] = s->steps;
+        d["opt"] = py::make_tuple(s->opt.lr_mant, s->opt.lr_exp, s->opt.mom_mant, s->opt.mom_exp, s->opt.wd_mant,
+                                  s->opt.wd_exp);
+        return d;
+    }
+    // Writes the state scales() and adapt_state() read (all keys of both but
+    // "param" and "opt": masters and their scales go through param/set_param_frac).
+    void load_state(const py::dict &d) {
+        int n = g->n_nodes;
+        auto vec = [&](const char *k, int cols, int64_t lo, int64_t hi) {
+            if (!d.contains(k)) throw py::value_error(std::string("load_state: missing '") + k + "'");
+            auto a = py::array_t<int64_t, py::array::c_style | py::array::forcecast>::ensure(d[k]);
+            if (!a || a.size() != (py::ssize_t)n * cols)
+                throw py::value_error(std::string("load_state: '") + k + "' must hold " + std::to_string(n * cols) +
+                                      " values");
+            for (py::ssize_t i = 0; i < a.size(); ++i)
+                if (a.data()[i] < lo || a.data()[i] > hi)
+                    throw py::value_error(std::string("load_state: '") + k + "' value " + std::to_string(a.data()[i]) +
+                                          " is outside [" + std::to_string(lo) + ", " + std::to_string(hi) + "]");
+            return a;
+        };
+        const int P = BT_MAX_PARAMS_PER_NODE;
+        auto out = vec("out", 1, BT_Q_FRAC_MIN, BT_Q_FRAC_MAX), dout = vec("dout", 1, BT_Q_FRAC_MIN, BT_Q_FRAC_MAX);
+        auto wqf = vec("wq", 1, BT_Q_FRAC_MIN, BT_Q_FRAC_MAX), grad = vec("grad", P, BT_Q_FRAC_MIN, BT_Q_FRAC_MAX);
+        auto mom = vec("mom", P, BT_Q_FRAC_MIN, BT_Q_FRAC_MAX), ow = vec("out_win", 1, 0, UINT32_MAX);
+        auto dw = vec("dout_win", 1, 0, UINT32_MAX), on = vec("out_win_n", 1, 0, 255), dn = vec("dout_win_n", 1, 0, 255);
+        if (!d.contains("rng_state") || !d.contains("rng_inc") || !d.contains("steps"))
+            throw py::value_error("load_state: missing 'rng_state', 'rng_inc' or 'steps'");
+        uint64_t rs = d["rng_state"].cast<uint64_t>(), ri = d["rng_inc"].cast<uint64_t>();
+        unsigned long steps = d["steps"].cast<unsigned long>();
+        for (int v = 0; v < n; ++v) {
+            s->out_frac[v] = (int)out.data()[v]; s->dout_frac[v] = (int)dout.data()[v]; s->wq_frac[v] = (int)wqf.data()[v];
+            s->out_win[v] = (uint32_t)ow.data()[v]; s->dout_win[v] = (uint32_t)dw.data()[v];
+            s->out_win_n[v] = (uint8_t)on.data()[v]; s->dout_win_n[v] = (uint8_t)dn.data()[v];
+            for (int k = 0; k < P; ++k) {
+                s->grad_frac[v][k] = (int)grad.data()[v * P + k];
+                s->mom_frac[v][k] = (int)mom.data()[v * P + k];
+            }
+        }
+        s->rng.state = rs; s->rng.inc = ri; s->steps = steps;
+    }
+    // The int32 momentum buffer of a node's parameter (a view), None without momentum.
+    py::object momentum(int node, int which) {
+        if (node < 0 || node >= g->n_nodes || which < 0 || which >= BT_MAX_PARAMS_PER_NODE)
+            throw py::value_error("node " + std::to_string(node) + " has no parameter " + std::to_string(which));
+        int t = p->nodes[node].opt_m[which];
+        if (t < 0) return py::none();
+        size_t numel = bt_node_param_numel(g, node, which);
+        int32_t *ptr = reinterpret_cast<int32_t *>(arena + bt_plan_offset(p, t));
+        return py::array_t<int32_t>({(py::ssize_t)numel}, {(py::ssize_t)sizeof(int32_t)}, ptr, py::cast(this));
+    }
 };
 
 }  // namespace
@@ -196,6 +263,9 @@ void bind_runtime_fixed(py::module_ &m) {
         .def("checksum", [](const FixedSession &f) { return bt_fixed_session_checksum(f.s.get()); })
         .def("scales", &FixedSession::scales)
         .def("node_stats", &FixedSession::node_stats)
+        .def("adapt_state", &FixedSession::adapt_state)
+        .def("load_state", &FixedSession::load_state, py::arg("state"))
+        .def("momentum", &FixedSession::momentum, py::arg("node"), py::arg("which"))
         .def_property("adapt", [](const FixedSession &f) { return (bool)f.s->adapt; },
                       [](FixedSession &f, bool a) { f.s->adapt = a ? 1 : 0; })
         .def_property_readonly("steps", [](const FixedSession &f) { return f.s->steps; })

@@ -5,6 +5,9 @@
 ``run-firmware``     cross-compiles an export, runs it under QEMU and, with
                      ``--compare-host``, checks every step's checksum against
                      the same steps run on the host.
+
+``--dtype fixed`` exports a fixed-point trainer (the integer executor; models
+with BatchNorm need ``--norm group``).
 """
 from __future__ import annotations
 
@@ -33,6 +36,10 @@ def add_firmware_commands(subparsers) -> None:
     sp.add_argument("--momentum", type=float, default=0.9)
     sp.add_argument("--seed", type=int, default=0)
     sp.add_argument("--target", default="rv32imfc", help="rv32imfc, rv32imc or gap9")
+    sp.add_argument("--dtype", choices=["float32", "fixed"], default="float32",
+                    help="float32, or fixed (integer training; SGD only, no BatchNorm)")
+    sp.add_argument("--norm", choices=["group", "batch"], default=None,
+                    help="the zoo model's norm layers (default: the model's own)")
     sp.set_defaults(func=cmd_export_firmware)
 
     sp = subparsers.add_parser("run-firmware", help="build an exported firmware, run it under QEMU, compare")
@@ -67,15 +74,16 @@ def cmd_export_firmware(args) -> int:
     zoo = getattr(brt.models, "ZOO", {})
     if args.model not in zoo:
         raise ValueError(f"unknown model '{args.model}': use one of {sorted(zoo)}")
-    net = zoo[args.model](seed=args.seed)
+    kw = {} if args.norm is None else {"norm": args.norm}
+    net = zoo[args.model](seed=args.seed, **kw)
     opt = brt.SGD(lr=args.lr, momentum=args.momentum) if args.optimizer == "sgd" else brt.Adam(lr=args.lr)
     strategy = args.strategy if args.strategy in ("full", "last") else [s for s in args.strategy.split(",") if s]
     tr = brt.Trainer(net, optimizer=opt, strategy=strategy, batch_size=args.batch_size,
-                     micro_batch=args.micro_batch, seed=args.seed)
+                     micro_batch=args.micro_batch, seed=args.seed, dtype=args.dtype)
     ex = export_firmware(tr, args.out_dir, samples=_samples(args, net.input_shape, net.classes), steps=args.steps,
                          batch_size=args.batch_size, target=args.target)
     print(f"wrote {len(ex.files)} files to {ex.out_dir}: {net.name}, {ex.steps} steps of batch {ex.batch_size}, "
-          f"arena {ex.peak_bytes} B, target {ex.target}")
+          f"arena {ex.peak_bytes} B, target {ex.target}, dtype {args.dtype}")
     mem = ex.memory
     print(f"memory: RAM need {mem['ram_need_bytes']} B, flash need {mem['flash_need_bytes']} B")
     return 0
@@ -90,25 +98,37 @@ def cmd_run_firmware(args) -> int:
               f"instructions {s.instructions}")
     print(res.summary())
     flops = fw.training_flops(args.out_dir)
+    macs = fw.training_macs(args.out_dir)
     ips = res.instructions_per_sample
     if ips:
-        print(f"FLOP per training sample {flops['total']:,.0f}, FLOP per instruction {flops['total'] / ips:.3f}")
-    out = {"target": res.target, "model": res.model, "checksums": res.checksums, "loss_bits": res.loss_bits,
-           "instructions_per_sample": ips, "size": res.size, "arena_bytes": res.arena_bytes,
-           "accuracy": res.accuracy, "flops_per_sample": flops["total"]}
+        print(f"FLOP per training sample {flops['total']:,.0f}, FLOP per instruction {flops['total'] / ips:.3f}; "
+              f"MAC per training sample {macs['total']:,.0f}, MAC per instruction {macs['total'] / ips:.4f}")
+    out = {"target": res.target, "model": res.model, "dtype": res.dtype, "checksums": res.checksums,
+           "loss_bits": res.loss_bits, "instructions_per_sample": ips, "size": res.size,
+           "arena_bytes": res.arena_bytes, "accuracy": res.accuracy, "flops_per_sample": flops["total"],
+           "macs_per_sample": macs["total"]}
+    if res.dtype == "fixed":
+        out["states"] = res.states
     status = 0
     if args.compare_host:
         host = fw.host_run(args.out_dir)
-        same = host.checksums == res.checksums and host.loss_bits == res.loss_bits
+        same = (host.checksums == res.checksums and host.loss_bits == res.loss_bits
+                and host.states == res.states and host.init_checksum == res.init_checksum
+                and host.logits_checksum == res.logits_checksum)
         out["host_checksums"] = host.checksums
         out["identical"] = same
         if same:
             print(f"host: identical checksums and losses on all {len(host.steps)} steps")
         else:
-            first = next(i for i, (a, b) in enumerate(zip(host.steps, res.steps))
-                         if (a.checksum, a.loss_bits) != (b.checksum, b.loss_bits))
-            print(f"host: MISMATCH from step {first}: host checksum 0x{host.steps[first].checksum:08x}, "
-                  f"firmware 0x{res.steps[first].checksum:08x}")
+            first = next((i for i, (a, b) in enumerate(zip(host.steps, res.steps))
+                          if (a.checksum, a.loss_bits, a.state) != (b.checksum, b.loss_bits, b.state)), None)
+            if first is None:
+                print(f"host: MISMATCH outside the steps (init checksum host 0x{host.init_checksum:08x}, firmware "
+                      f"0x{res.init_checksum or 0:08x}; steps host {len(host.steps)}, firmware {len(res.steps)}; "
+                      f"or the test logits)")
+            else:
+                print(f"host: MISMATCH from step {first}: host checksum 0x{host.steps[first].checksum:08x}, "
+                      f"firmware 0x{res.steps[first].checksum:08x}")
             status = 1
     if args.json:
         with open(args.json, "w") as f:

@@ -13,7 +13,15 @@ same per-step loss bits and checksums.
 Instruction counts come from the ``minstret`` CSR under ``-icount shift=0``,
 where QEMU retires exactly one instruction per count: deterministic, unlike
 time. :func:`training_flops` counts a model's arithmetic per training sample
-analytically, for FLOP per instruction.
+analytically, for FLOP per instruction; :func:`training_macs` the
+multiply-accumulates of its convolutions and linear layers (the integer MACs
+of the fixed-point path).
+
+A fixed-point export (``dtype: fixed`` in its manifest) runs the integer
+executor on both sides: the firmware prints per step the Q16 loss bits, the
+session checksum (masters and their scales) and ``state=``, a checksum of
+every other piece of state the next step reads (:func:`fixed_state_checksum`);
+``host_run`` replays it through ``_core.FixedSession``.
 """
 from __future__ import annotations
 
@@ -33,6 +41,10 @@ from . import _core
 from .export.firmware import TARGETS, core_graph_from_layers
 
 CROSS_PREFIX = "riscv64-unknown-elf-"
+#: Fractional bits of the fixed-point loss (kernels_fixed.h BT_Q_LOSS_FRAC).
+LOSS_FRAC = 16
+#: BT_MAX_PARAMS_PER_NODE (plan.h).
+MAX_PARAMS = 4
 QEMU = "qemu-system-riscv32"
 
 
@@ -52,9 +64,13 @@ class StepRecord:
     loss_bits: int
     checksum: int
     instructions: Optional[int] = None
+    state: Optional[int] = None        # fixed point: the rest of the state (fixed_state_checksum)
+    loss_frac: Optional[int] = None    # fixed point: the loss is an int32 with this many fractional bits
 
     @property
     def loss(self) -> float:
+        if self.loss_frac is not None:
+            return float(np.array([self.loss_bits], dtype=np.uint32).view(np.int32)[0]) * 2.0 ** -self.loss_frac
         return float(np.array([self.loss_bits], dtype=np.uint32).view(np.float32)[0])
 
 
@@ -65,7 +81,11 @@ class FirmwareResult:
     model: str = ""
     steps: List[StepRecord] = field(default_factory=list)
     batch_size: int = 0
+    dtype: str = "float32"
     init_checksum: Optional[int] = None
+    init_state: Optional[int] = None
+    calibration: Optional[StepRecord] = None     # fixed point: (checksum, state, instructions) after calibrating
+    logits_frac: Optional[int] = None
     plan_peak_bytes: Optional[int] = None
     exported_peak_bytes: Optional[int] = None
     arena_bytes: Optional[int] = None
@@ -87,6 +107,10 @@ class FirmwareResult:
     @property
     def checksums(self) -> List[int]:
         return [s.checksum for s in self.steps]
+
+    @property
+    def states(self) -> List[Optional[int]]:
+        return [s.state for s in self.steps]
 
     @property
     def loss_bits(self) -> List[int]:
@@ -137,10 +161,18 @@ class HostResult:
     test_correct: Optional[int]
     test_total: int
     logits_checksum: Optional[int]
+    dtype: str = "float32"
+    init_state: Optional[int] = None
+    calibration: Optional[StepRecord] = None
+    logits_frac: Optional[int] = None
 
     @property
     def checksums(self) -> List[int]:
         return [s.checksum for s in self.steps]
+
+    @property
+    def states(self) -> List[Optional[int]]:
+        return [s.state for s in self.steps]
 
     @property
     def loss_bits(self) -> List[int]:
@@ -259,11 +291,15 @@ def elf_size(elf) -> Dict[str, int]:
 
 # ------------------------------------------------------------------ run
 _RE = {
-    "head": re.compile(r"^biotrain-rt firmware model=(\S+) target=(\S+) counter=(\S+) steps=(\d+) batch=(\d+)$"),
+    "head": re.compile(r"^biotrain-rt firmware model=(\S+) target=(\S+) counter=(\S+) steps=(\d+) batch=(\d+)"
+                       r"(?: dtype=(\S+))?$"),
     "plan": re.compile(r"^plan peak_bytes=(\d+) exported_bytes=(\d+) arena_bytes=(\d+) instret=(\d+)$"),
-    "init": re.compile(r"^init checksum=0x([0-9a-f]{8})$"),
-    "step": re.compile(r"^step (\d+) loss=0x([0-9a-f]{8}) checksum=0x([0-9a-f]{8}) instret=(\d+)$"),
-    "test": re.compile(r"^test correct=(\d+) total=(\d+) logits=0x([0-9a-f]{8}) instret=(\d+)$"),
+    "init": re.compile(r"^init checksum=0x([0-9a-f]{8})(?: state=0x([0-9a-f]{8}))?$"),
+    "cal": re.compile(r"^calibrate rounds=(\d+) checksum=0x([0-9a-f]{8}) state=0x([0-9a-f]{8}) instret=(\d+)$"),
+    "step": re.compile(r"^step (\d+) loss=0x([0-9a-f]{8}) checksum=0x([0-9a-f]{8})(?: state=0x([0-9a-f]{8}))? "
+                       r"instret=(\d+)$"),
+    "test": re.compile(r"^test correct=(\d+) total=(\d+) logits=0x([0-9a-f]{8})(?: logits_frac=(-?\d+))? "
+                       r"instret=(\d+)$"),
     "total": re.compile(r"^total train_instret=(\d+) instret=(\d+)$"),
     "done": re.compile(r"^done status=0$"),
 }
@@ -277,16 +313,22 @@ def parse_log(log: str, target: str) -> FirmwareResult:
         line = line.strip()
         if (mt := _RE["head"].match(line)):
             res.model, res.counter_unit, res.batch_size = mt.group(1), mt.group(3), int(mt.group(5))
+            res.dtype = mt.group(6) or "float32"
         elif (mt := _RE["plan"].match(line)):
             res.plan_peak_bytes, res.exported_peak_bytes, res.arena_bytes, res.plan_instructions = map(int, mt.groups())
         elif (mt := _RE["init"].match(line)):
             res.init_checksum = int(mt.group(1), 16)
+            res.init_state = None if mt.group(2) is None else int(mt.group(2), 16)
+        elif (mt := _RE["cal"].match(line)):
+            res.calibration = StepRecord(-1, 0, int(mt.group(2), 16), int(mt.group(4)), int(mt.group(3), 16))
         elif (mt := _RE["step"].match(line)):
             res.steps.append(StepRecord(int(mt.group(1)), int(mt.group(2), 16), int(mt.group(3), 16),
-                                        int(mt.group(4))))
+                                        int(mt.group(5)), None if mt.group(4) is None else int(mt.group(4), 16),
+                                        LOSS_FRAC if res.dtype == "fixed" else None))
         elif (mt := _RE["test"].match(line)):
             res.test_correct, res.test_total = int(mt.group(1)), int(mt.group(2))
-            res.logits_checksum, res.test_instructions = int(mt.group(3), 16), int(mt.group(4))
+            res.logits_checksum, res.test_instructions = int(mt.group(3), 16), int(mt.group(5))
+            res.logits_frac = None if mt.group(4) is None else int(mt.group(4))
         elif (mt := _RE["total"].match(line)):
             res.train_instructions, res.total_instructions = int(mt.group(1)), int(mt.group(2))
         elif _RE["done"].match(line):
@@ -367,12 +409,96 @@ def _fnv1a(data: bytes) -> int:
     return h
 
 
+def _fnv_words(h: int, words) -> int:
+    """FNV-1a over 32-bit words taken as their little-endian bytes."""
+    b = np.ascontiguousarray(np.asarray(words, dtype=np.int64).astype(np.uint64).astype(np.uint32)).astype("<u4")
+    for byte in b.tobytes():
+        h = ((h ^ byte) * 16777619) & 0xFFFFFFFF
+    return h
+
+
+def fixed_state_checksum(session) -> int:
+    """The firmware's ``state=`` checksum of a ``_core.FixedSession``: per
+    node its out, dout and wq scales, the two adaptation windows and their
+    counts, the grad and momentum scales of every parameter slot, then its
+    momentum values; finally the dropout generator (state, inc; low word
+    first). Computed here from the bindings, in the firmware by its main.c."""
+    sc, ad = session.scales(), session.adapt_state()
+    n = len(sc["out"])
+    h = 2166136261
+    for v in range(n):
+        words = [sc["out"][v], sc["dout"][v], sc["wq"][v], ad["out_win"][v], ad["dout_win"][v],
+                 ad["out_win_n"][v], ad["dout_win_n"][v]]
+        for k in range(MAX_PARAMS):
+            words += [sc["grad"][v, k], sc["mom"][v, k]]
+        h = _fnv_words(h, words)
+        for k in range(MAX_PARAMS):
+            mom = session.momentum(v, k)
+            if mom is not None:
+                h = _fnv_words(h, np.asarray(mom))
+    rs, ri = int(ad["rng_state"]), int(ad["rng_inc"])
+    return _fnv_words(h, [rs & 0xFFFFFFFF, rs >> 32, ri & 0xFFFFFFFF, ri >> 32])
+
+
+def _host_run_fixed(out: Path, m: dict) -> HostResult:
+    with np.load(out / "export.npz") as z:
+        arr = {k: z[k] for k in z.files}
+    shape = tuple(m["input_shape"])
+    g = core_graph_from_layers(shape, m["layers"], m["trainable"])
+    po = m["plan"]
+    plan = _core.Plan(g, po["micro_batch"], "sgd", po["momentum"], po["reuse"], "fixed")
+    if int(plan.peak_bytes) != int(po["peak_bytes"]):
+        raise RuntimeError(f"host_run: the manifest's graph plans to {plan.peak_bytes} B, the export says "
+                           f"{po['peak_bytes']} B")
+    q = m["optimizer"]["q"]
+    sess = _core.FixedSession(plan, None, lr=(q[0], q[1]), momentum=(q[2], q[3]), weight_decay=(q[4], q[5]),
+                              seed=int(m["seed"]))
+    for p in m["params"]:
+        i, k = p["node"], p["which"]
+        sess.param(i, k)[...] = arr[f"q_{i}_{k}"]
+        sess.set_param_frac(i, k, p["frac"])
+        mom = sess.momentum(i, k)
+        if (mom is not None) != bool(p["momentum"]):
+            raise RuntimeError(f"host_run: parameter {p['name']}: the plan's momentum buffer and the export disagree")
+        if mom is not None:
+            mom[...] = arr[f"m_{i}_{k}"]
+    sess.load_state(m["state"])
+    init, init_state = int(sess.checksum()), fixed_state_checksum(sess)
+    xf = int(m["x_frac"])
+    cal = None
+    if m["calibration"]["rounds"]:
+        sess.calibrate(arr["x_cal"], xf, arr["y_cal"], int(m["calibration"]["rounds"]))
+        cal = StepRecord(-1, 0, int(sess.checksum()), None, fixed_state_checksum(sess))
+    B = int(m["batch_size"])
+    x = arr["x_train"].reshape((-1,) + shape)
+    y = arr["y_train"].astype(np.int32)
+    steps = []
+    for s in range(int(m["steps"])):
+        loss = sess.train_step(np.ascontiguousarray(x[s * B:(s + 1) * B]), xf,
+                               np.ascontiguousarray(y[s * B:(s + 1) * B]))
+        steps.append(StepRecord(s, int(loss) & 0xFFFFFFFF, int(sess.checksum()), None, fixed_state_checksum(sess),
+                                LOSS_FRAC))
+    n_test = int(m["n_test"])
+    correct = logits_sum = lfrac = None
+    if n_test:
+        xt = arr["x_test"].reshape((-1,) + shape)
+        logits, lfrac = sess.forward(np.ascontiguousarray(xt), xf)
+        logits = np.asarray(logits, dtype=np.int8)
+        correct = int(np.sum(logits.argmax(axis=1) == arr["y_test"]))
+        logits_sum = _fnv1a(np.ascontiguousarray(logits).tobytes())
+    return HostResult(m["model"], steps, init, int(plan.peak_bytes), correct, n_test, logits_sum, "fixed",
+                      init_state, cal, None if lfrac is None else int(lfrac))
+
+
 def host_run(out_dir) -> HostResult:
     """Runs the exported steps on the host through the bindings, from the
     export's manifest and arrays: the same graph calls, plan options,
-    optimizer settings, seed, initial parameter bits and batches."""
+    optimizer settings, seed, initial parameter bits and batches (for a
+    fixed-point export: the same integer state, through ``_core.FixedSession``)."""
     out = Path(out_dir)
     m = _manifest(out)
+    if m.get("dtype") == "fixed":
+        return _host_run_fixed(out, m)
     with np.load(out / "export.npz") as z:
         arr = {k: z[k] for k in z.files}
     shape = tuple(m["input_shape"])
@@ -407,6 +533,35 @@ def host_run(out_dir) -> HostResult:
 
 
 # ------------------------------------------------------------------ FLOP count
+def training_macs(out_dir_or_manifest) -> Dict[str, float]:
+    """Multiply-accumulates per training sample of the convolutions and
+    linear layers of an export, counted analytically from its layers: the
+    forward, the input-gradient backward (where a gradient flows to the
+    layer's input) and the weight-gradient backward (trained layers). Biases,
+    norms, pooling, the loss and the update are not MACs and are left out.
+    In fixed point every one of these is an int8 x int8 product summed in a
+    wider integer."""
+    m = out_dir_or_manifest if isinstance(out_dir_or_manifest, dict) else _manifest(out_dir_or_manifest)
+    layers, pn = m["layers"], m["plan_nodes"]
+    fwd = bwd_in = bwd_w = 0.0
+    for v, l in enumerate(layers):
+        if v == 0 or l["kind"] not in ("conv2d", "linear"):
+            continue
+        o, src = l["opts"], layers[l["inputs"][0]]
+        out_n = float(np.prod(l["shape"]))
+        if l["kind"] == "conv2d":
+            kh, kw = o["kernel"]
+            macs = out_n * (src["shape"][0] // o["groups"]) * kh * kw
+        else:
+            macs = out_n * float(np.prod(src["shape"]))
+        fwd += macs
+        if any(i != 0 and pn[i]["run_backward"] for i in l["inputs"]):
+            bwd_in += macs
+        if pn[v]["weight_grad"]:
+            bwd_w += macs
+    return {"forward": fwd, "backward_input": bwd_in, "backward_weight": bwd_w, "total": fwd + bwd_in + bwd_w}
+
+
 def training_flops(out_dir_or_manifest) -> Dict[str, float]:
     """Arithmetic per training sample of an export, counted analytically from
     its layers: the forward, the input-gradient backward (where a gradient

@@ -29,6 +29,7 @@ def memory_table(batch: int = 8) -> List[Dict]:
             "model": name,
             "batch": batch,
             "full_groupnorm_accumulated": _peak(make, "group", "full", batch),
+            "full_fixed_accumulated": _peak(make, "group", "full", batch, dtype="fixed"),
             "full_batchnorm_batch": _peak(make, "batch", "full", batch),
             "full_groupnorm_no_reuse": _peak(make, "group", "full", batch, reuse=False),
             "last_groupnorm": _peak(make, "group", "last", batch),
@@ -39,9 +40,11 @@ def memory_table(batch: int = 8) -> List[Dict]:
 def format_memory_table(rows: List[Dict]) -> str:
     def mb(b):
         return f"{b / 1e6:.3f} MB"
-    out = ["| model | full, GroupNorm, batch 8 accumulated | full, BatchNorm, batch 8 | full, no buffer reuse | last layer only |",
-           "|---|---|---|---|---|"]
+    out = ["| model | full, GroupNorm, batch 8 accumulated | full, fixed point, batch 8 accumulated | "
+           "full, BatchNorm, batch 8 | full, no buffer reuse | last layer only |",
+           "|---|---|---|---|---|---|"]
     for r in rows:
-        out.append(f"| {r['model']} | {mb(r['full_groupnorm_accumulated'])} | {mb(r['full_batchnorm_batch'])} | "
+        out.append(f"| {r['model']} | {mb(r['full_groupnorm_accumulated'])} | {mb(r['full_fixed_accumulated'])} | "
+                   f"{mb(r['full_batchnorm_batch'])} | "
                    f"{mb(r['full_groupnorm_no_reuse'])} | {mb(r['last_groupnorm'])} |")
     return "\n".join(out)

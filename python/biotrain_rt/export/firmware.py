@@ -255,18 +255,20 @@ def _c_layer(l: dict) -> str:
     raise ValueError(f"layer '{l['name']}': kind '{k}' cannot be exported")
 
 
-def memory_budget(target: str, peak_bytes: int, weight_bytes: int, sample_bytes: int) -> Dict[str, int]:
+def memory_budget(target: str, peak_bytes: int, weight_bytes: int, sample_bytes: int,
+                  code_bytes: int = CODE_ESTIMATE_BYTES) -> Dict[str, int]:
     """The export's memory figures for a target; raises ValueError (with the
-    figures and the limit) when they do not fit."""
+    figures and the limit) when they do not fit. ``code_bytes``: the code
+    estimate (the fixed-point export passes its own)."""
     spec = _target(target)
     ram = int(peak_bytes) + RUNTIME_TABLE_BYTES + STACK_BYTES
-    flash = CODE_ESTIMATE_BYTES + int(weight_bytes) + int(sample_bytes)
+    flash = int(code_bytes) + int(weight_bytes) + int(sample_bytes)
     figures = {"peak_bytes": int(peak_bytes), "runtime_table_bytes": RUNTIME_TABLE_BYTES, "stack_bytes": STACK_BYTES,
-               "code_estimate_bytes": CODE_ESTIMATE_BYTES, "weight_bytes": int(weight_bytes),
+               "code_estimate_bytes": int(code_bytes), "weight_bytes": int(weight_bytes),
                "sample_bytes": int(sample_bytes), "ram_need_bytes": ram, "flash_need_bytes": flash,
                "total_need_bytes": ram + flash}
     parts_ram = (f"plan peak {peak_bytes} B + runtime tables {RUNTIME_TABLE_BYTES} B + stack {STACK_BYTES} B")
-    parts_flash = (f"code estimate {CODE_ESTIMATE_BYTES} B + weights {weight_bytes} B + samples {sample_bytes} B")
+    parts_flash = (f"code estimate {code_bytes} B + weights {weight_bytes} B + samples {sample_bytes} B")
     if spec.total_bytes is not None:
         figures["limit_bytes"] = spec.total_bytes
         if ram + flash > spec.total_bytes:
@@ -341,7 +343,14 @@ def firmware(trainer, out_dir, samples, steps: int = 10, batch_size: Optional[in
     ``X_train`` when it has fewer rows); ``B`` is ``batch_size`` (default the
     trainer's). Raises ValueError if the model, the samples or the steps do not
     fit ``target`` (figures and limit in the message).
+
+    A fixed-point trainer (``dtype="fixed"``) exports its integer state and
+    an application running the integer executor instead
+    (:mod:`biotrain_rt.export.firmware_fixed`).
     """
+    if getattr(trainer, "dtype", "float32") == "fixed":
+        from .firmware_fixed import firmware_fixed
+        return firmware_fixed(trainer, out_dir, samples, steps=steps, batch_size=batch_size, target=target)
     spec = _target(target)
     net = trainer.net
     if not isinstance(steps, (int, np.integer)) or steps < 1:
