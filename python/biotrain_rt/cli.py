@@ -24,11 +24,27 @@ def _cmd_plan(args) -> int:
 def _cmd_memory_table(args) -> int:
     from .memory_report import format_memory_table, memory_table
     rows = memory_table()
-    print(format_memory_table(rows))
+    table = format_memory_table(rows)
+    print(table)
+    if args.update_readme:
+        _replace_section(args.update_readme, "memory-table", table)
+        print(f"updated {args.update_readme}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=2)
     return 0
+
+
+def _replace_section(path: str, marker: str, body: str) -> None:
+    """Rewrites the text between <!-- marker --> and <!-- /marker --> in a file."""
+    text = open(path).read()
+    start, end = f"<!-- {marker} -->", f"<!-- /{marker} -->"
+    if start not in text or end not in text:
+        raise ValueError(f"{path} has no {start} ... {end} section")
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    with open(path, "w") as f:
+        f.write(head + start + "\n" + body.strip() + "\n" + end + tail)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,6 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = sub.add_parser("memory-table", help="the planner's peak bytes for the zoo, as in the README")
     sp.add_argument("--json", default=None)
+    sp.add_argument("--update-readme", default=None, metavar="README.md",
+                    help="rewrite the table between the memory-table markers of this file")
     sp.set_defaults(func=_cmd_memory_table)
 
     try:
