@@ -17,6 +17,12 @@
  * Max pooling scans a window in (kh, kw) order and keeps the first maximum; a
  * NaN counts as the maximum (the first NaN wins) so that it is not dropped.
  * Backward kernels must not alias their inputs.
+ *
+ * Average pooling without padding (every window inside the input) sums each
+ * window in a register, eight windows side by side, instead of sweeping
+ * rows; with non-overlapping windows (stride = kernel, no padding) the
+ * backward writes (0 + d_out) / (k_h * k_w) into each window directly. Both
+ * give the bits of the orders above.
  */
 #include "biotrain/kernels_f32.h"
 #include "kernel_checks.h"
@@ -66,6 +72,60 @@ static float window_size(const bt_pool2d_shape *s)
     return (float)((long long)s->k_h * s->k_w);
 }
 
+/* Average pooling without padding: out = (0 + in over kh, kw) / div per
+ * window, sixteen windows of a row side by side (the last block of a row is
+ * moved back to end at the row's end: it recomputes a few outputs to the
+ * same bits). With stride = kernel along the width and a kernel of 4 or 8,
+ * the stride is a constant the compiler can vectorise the loads for. */
+#define AVG_ROW(SW, KW)                                                                     \
+    for (ow = 0; wo >= 16; ow += 16) {                                                    \
+        if (ow > wo - 16) ow = wo - 16; /* last block: back to end at wo (same values) */ \
+        float acc[16];                                                                    \
+        for (i = 0; i < 16; ++i) acc[i] = 0.0f;                                           \
+        for (kh = 0; kh < k_h; ++kh) {                                                    \
+            const float *row = top + (size_t)kh * w_in + (size_t)ow * (SW);               \
+            for (kw = 0; kw < (KW); ++kw)                                                 \
+                for (i = 0; i < 16; ++i) acc[i] += row[i * (SW) + kw];                    \
+        }                                                                                 \
+        for (i = 0; i < 16; ++i) orow[ow + i] = acc[i] / div;                             \
+        if (ow + 16 >= wo) {                                                              \
+            ow = wo;                                                                      \
+            break;                                                                        \
+        }                                                                                 \
+    }
+static void avgpool_forward_inside(float *restrict out, const float *restrict in,
+                                   const bt_pool2d_shape *s, int ho, int wo)
+{
+    const int planes = s->n * s->c, w_in = s->w_in, k_h = s->k_h, k_w = s->k_w;
+    const int sh = s->stride_h, sw = s->stride_w;
+    const size_t in_plane = (size_t)s->h_in * w_in, out_plane = (size_t)ho * wo;
+    const float div = window_size(s);
+    int p, oh, ow, kh, kw, i;
+    for (p = 0; p < planes; ++p) {
+        const float *in_p = in + (size_t)p * in_plane;
+        for (oh = 0; oh < ho; ++oh) {
+            const float *top = in_p + (size_t)oh * sh * w_in;
+            float *orow = out + (size_t)p * out_plane + (size_t)oh * wo;
+            ow = 0;
+            if (sw == 8 && k_w == 8) {
+                AVG_ROW(8, 8)
+            } else if (sw == 4 && k_w == 4) {
+                AVG_ROW(4, 4)
+            } else {
+                AVG_ROW(sw, k_w)
+            }
+            for (; ow < wo; ++ow) {
+                float acc = 0.0f;
+                for (kh = 0; kh < k_h; ++kh) {
+                    const float *row = top + (size_t)kh * w_in + (size_t)ow * sw;
+                    for (kw = 0; kw < k_w; ++kw) acc += row[kw];
+                }
+                orow[ow] = acc / div;
+            }
+        }
+    }
+}
+
 bt_status bt_avgpool2d_forward_f32(float *restrict out, const float *restrict in,
                                    const bt_pool2d_shape *s)
 {
@@ -73,6 +133,10 @@ bt_status bt_avgpool2d_forward_f32(float *restrict out, const float *restrict in
     BT_TRY(bt_pool2d_check(s, &ho, &wo));
     BT_REQUIRE_PTR(out);
     BT_REQUIRE_PTR(in);
+    if (s->pad_h == 0 && s->pad_w == 0) {
+        avgpool_forward_inside(out, in, s, ho, wo);
+        return BT_OK;
+    }
     {
         const int planes = s->n * s->c, h_in = s->h_in, w_in = s->w_in;
         const int sh = s->stride_h, sw = s->stride_w, ph = s->pad_h, pw = s->pad_w;
@@ -104,6 +168,49 @@ bt_status bt_avgpool2d_forward_f32(float *restrict out, const float *restrict in
     return BT_OK;
 }
 
+/* Non-overlapping windows without padding: each input position lies in at
+ * most one window, so d_in = (0 + d_out of that window) / div, and 0 / div
+ * where no window reaches (rows and columns left over by the floor). The
+ * quotients of a window row are first written to the start of its first
+ * d_in row (one vectorisable pass), then spread over the windows from the
+ * last one back (a window's values land at or after its own quotient, so
+ * none is overwritten before it is read), then copied to the window's other
+ * rows. */
+#define AVG_SPREAD(KW)                                                                      \
+    for (ow = wo - 1; ow >= 0; --ow) {                                                    \
+        const float v = drow[ow];                                                         \
+        for (kw = 0; kw < (KW); ++kw) drow[(size_t)ow * (KW) + kw] = v;                   \
+    }
+static void avgpool_backward_tiled(float *restrict d_in, const float *restrict d_out,
+                                   const bt_pool2d_shape *s, int ho, int wo)
+{
+    const int planes = s->n * s->c, h_in = s->h_in, w_in = s->w_in, k_h = s->k_h, k_w = s->k_w;
+    const size_t in_plane = (size_t)h_in * w_in, out_plane = (size_t)ho * wo;
+    const float div = window_size(s), zero = 0.0f / div;
+    int p, oh, ih, iw, ow, kw;
+    for (p = 0; p < planes; ++p) {
+        const float *dout_p = d_out + (size_t)p * out_plane;
+        float *din_p = d_in + (size_t)p * in_plane;
+        for (oh = 0; oh < ho; ++oh) {
+            const float *grow = dout_p + (size_t)oh * wo;
+            float *drow = din_p + (size_t)oh * k_h * w_in;
+            for (ow = 0; ow < wo; ++ow) drow[ow] = (0.0f + grow[ow]) / div;
+            if (k_w == 8) {
+                AVG_SPREAD(8)
+            } else if (k_w == 4) {
+                AVG_SPREAD(4)
+            } else {
+                AVG_SPREAD(k_w)
+            }
+            for (iw = wo * k_w; iw < w_in; ++iw) drow[iw] = zero;
+            for (ih = 1; ih < k_h; ++ih)
+                for (iw = 0; iw < w_in; ++iw) drow[(size_t)ih * w_in + iw] = drow[iw];
+        }
+        for (ih = ho * k_h; ih < h_in; ++ih)
+            for (iw = 0; iw < w_in; ++iw) din_p[(size_t)ih * w_in + iw] = zero;
+    }
+}
+
 bt_status bt_avgpool2d_backward_f32(float *restrict d_in, const float *restrict d_out,
                                     const bt_pool2d_shape *s)
 {
@@ -111,6 +218,10 @@ bt_status bt_avgpool2d_backward_f32(float *restrict d_in, const float *restrict 
     BT_TRY(bt_pool2d_check(s, &ho, &wo));
     BT_REQUIRE_PTR(d_in);
     BT_REQUIRE_PTR(d_out);
+    if (s->pad_h == 0 && s->pad_w == 0 && s->stride_h == s->k_h && s->stride_w == s->k_w) {
+        avgpool_backward_tiled(d_in, d_out, s, ho, wo);
+        return BT_OK;
+    }
     {
         const int planes = s->n * s->c, h_in = s->h_in, w_in = s->w_in;
         const int sh = s->stride_h, sw = s->stride_w, ph = s->pad_h, pw = s->pad_w;

@@ -186,15 +186,44 @@ class Trainer:
         return y.astype(np.int32)
 
     # ---------------------------------------------------------- training
+    def _ready_batch(self, x, y):
+        """(x, y) as the C core takes them when they already have its layout
+        (C-contiguous float32 x of the network's input shape, 1-D int32 or
+        int64 labels of the same length), else None. The values are then
+        checked by the core itself, which refuses a batch with a NaN/Inf or a
+        label outside the classes before it changes anything."""
+        if type(x) is not np.ndarray or type(y) is not np.ndarray or x.dtype != np.float32 or x.ndim != 4 \
+                or y.ndim != 1 or x.shape[0] != y.shape[0] or x.shape[0] == 0 or not x.flags.c_contiguous \
+                or x.shape[1:] != self.net.input_shape:
+            return None
+        if y.dtype == np.int32:
+            return x, y
+        if y.dtype == np.int64:
+            y32 = y.astype(np.int32)
+            if (y32 == y).all():  # no label beyond the int32 range wrapped around
+                return x, y32
+        return None
+
     def step(self, x, y) -> float:
         """One optimizer step over the batch (x, y); returns the mean loss
         before the update. A refused step leaves the parameters unchanged."""
-        x = self._as_x(x, "Trainer.step")
-        y = self._as_y(y, x.shape[0], "Trainer.step")
+        ready = self._ready_batch(x, y)
+        if ready is None:
+            x = self._as_x(x, "Trainer.step")
+            y = self._as_y(y, x.shape[0], "Trainer.step")
+        else:
+            x, y = ready
         if x.shape[0] > self.batch_size and self._core_plan.has_batchnorm:
             raise ValueError(f"Trainer.step: a batch of {x.shape[0]} exceeds batch_size={self.batch_size}, "
                              "which batchnorm's plan was made for")
-        return float(self.session.train_step(x, y))
+        try:
+            return float(self.session.train_step(x, y))
+        except ValueError:
+            if ready is not None:
+                # The core refused the values: the full checks name the sample or label.
+                self._as_x(x, "Trainer.step")
+                self._as_y(y, x.shape[0], "Trainer.step")
+            raise
 
     def fit(self, X, y, epochs: int = 1, shuffle: bool = True, progress: bool = True,
             drop_last: Optional[bool] = None) -> Dict[str, list]:
