@@ -27,6 +27,14 @@ static void plan_check_end(const bt_session *s) { ASAN_UNPOISON_MEMORY_REGION(s-
 #define plan_check_end(s) ((void)0)
 #endif
 
+/* Finite check by the bits, inline: it runs over every input value of a step. */
+static int finite_bits(float x)
+{
+    uint32_t u;
+    memcpy(&u, &x, sizeof u);
+    return (u & 0x7f800000u) != 0x7f800000u;
+}
+
 #define STEP_FWD(i) (i)
 #define STEP_LOSS(n) (n)
 #define STEP_BWD(n, i) (2 * (n) - (i))
@@ -293,7 +301,7 @@ static bt_status check_batch(const bt_session *s, const float *x, const int32_t 
     if (batch <= 0) return BT_ERR_BAD_SIZE;
     total = (size_t)batch * bt_node_numel(&s->g->nodes[0]);
     for (i = 0; i < total; ++i)
-        if (!bt_isfinitef(x[i])) return BT_ERR_NONFINITE;
+        if (!finite_bits(x[i])) return BT_ERR_NONFINITE;
     if (labels)
         for (i = 0; i < (size_t)batch; ++i)
             if (labels[i] < 0 || labels[i] >= s->g->classes) return BT_ERR_LABEL;
@@ -327,7 +335,7 @@ static int grads_finite(const bt_session *s)
             gr = tensor_f32(s, t);
             cnt = bt_node_param_numel(s->g, v, k);
             for (i = 0; i < cnt; ++i)
-                if (!bt_isfinitef(gr[i])) return 0;
+                if (!finite_bits(gr[i])) return 0;
         }
     return 1;
 }
