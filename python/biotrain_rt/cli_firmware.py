@@ -6,6 +6,12 @@
                      ``--compare-host``, checks every step's checksum against
                      the same steps run on the host.
 
+``mcu-bench``        instructions per MAC and FLOP (MAC) per instruction of every
+                     convolution and linear layer's forward, weight gradient and
+                     input gradient, and of the whole training step, under QEMU
+                     (rv32imfc float32, rv32imc fixed point), with the
+                     projected 8-core samples/s.
+
 ``--dtype fixed`` exports a fixed-point trainer (the integer executor; models
 with BatchNorm need ``--norm group``).
 """
@@ -50,6 +56,15 @@ def add_firmware_commands(subparsers) -> None:
                     help="run the same steps on the host and require identical checksums")
     sp.add_argument("--json", default=None, help="write the result to this file")
     sp.set_defaults(func=cmd_run_firmware)
+
+    sp = subparsers.add_parser("mcu-bench", help="per-layer instruction benchmark of a zoo model under QEMU")
+    sp.add_argument("--model", action="append", default=None,
+                    help="zoo model (repeatable; default mibminet and epidenet)")
+    sp.add_argument("--config", action="append", default=None,
+                    help="target:dtype (repeatable; default rv32imfc:float32 and rv32imc:fixed)")
+    sp.add_argument("--work-dir", default=None, help="where to write the exports and builds (default: a temp dir)")
+    sp.add_argument("--json", default=None, help="write the figures to this file")
+    sp.set_defaults(func=cmd_mcu_bench)
 
 
 def _samples(args, shape, classes):
@@ -134,3 +149,24 @@ def cmd_run_firmware(args) -> int:
         with open(args.json, "w") as f:
             json.dump(out, f, indent=1)
     return status
+
+
+def cmd_mcu_bench(args) -> int:
+    from . import firmware as fw
+
+    out = []
+    for model in args.model or ["mibminet", "epidenet"]:
+        for cfg in args.config or ["rv32imfc:float32", "rv32imc:fixed"]:
+            target, _, dtype = cfg.partition(":")
+            b = fw.mcu_bench(model, target, dtype or "float32", work_dir=args.work_dir)
+            print(b.table())
+            print()
+            out.append({"model": model, "target": target, "dtype": b.dtype,
+                        "step_instructions": b.step_instructions, "step_flops": b.step_flops,
+                        "step_macs": b.step_macs, "projected_samples_per_s": b.projected_samples_per_s(),
+                        "layers": [{"name": l.name, "shape": l.shape, "macs": l.macs, "forward": l.forward,
+                                    "weight": l.weight, "input": l.input} for l in b.layers]})
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(out, f, indent=1)
+    return 0

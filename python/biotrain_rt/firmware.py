@@ -632,3 +632,234 @@ def training_flops(out_dir_or_manifest) -> Dict[str, float]:
     total = fwd + bwd_in + bwd_w + loss + update
     return {"forward": fwd, "backward_input": bwd_in, "backward_weight": bwd_w, "loss": loss, "update": update,
             "total": total, "matmul_forward": mm_fwd, "matmul_backward": mm_bwd}
+
+
+# ------------------------------------------------------------------ per-kernel instruction benchmark
+#: The GAP9 cluster the projection assumes: 8 cores at 370 MHz.
+CLUSTER_CORES = 8
+CLUSTER_HZ = 370e6
+#: BioTrain's measured training throughput on GAP9 (samples/s), for comparison.
+REFERENCE_SAMPLES_PER_S = {"mibminet": 17.0, "epidenet": 85.0}
+
+
+@dataclass
+class LayerBench:
+    """One convolution or linear layer: its MACs per pass (per sample of the
+    micro-batch the step runs) and the instructions of each pass (0 for a
+    pass the training step does not run)."""
+    name: str
+    kind: str
+    shape: str
+    macs: float
+    forward: int
+    weight: int
+    input: int
+    runs_weight: bool
+    runs_input: bool
+
+    @property
+    def passes(self) -> int:
+        return 1 + int(self.runs_weight) + int(self.runs_input)
+
+    @property
+    def instructions(self) -> int:
+        return self.forward + self.weight + self.input
+
+    def per_mac(self, which: str = "step") -> float:
+        t = self.instructions if which == "step" else getattr(self, which)
+        n = self.macs * (self.passes if which == "step" else 1)
+        return t / n if n else float("nan")
+
+    def flop_per_instr(self, which: str = "step") -> float:
+        return 2.0 / self.per_mac(which)
+
+
+@dataclass
+class McuBench:
+    """Per-layer kernel instructions and the whole training step of a model on
+    one target and dtype."""
+    model: str
+    target: str
+    dtype: str
+    layers: List[LayerBench]
+    step_instructions: float            # per training sample, the whole step
+    step_flops: float
+    step_macs: float
+
+    @property
+    def kernel_instructions(self) -> int:
+        return sum(l.instructions for l in self.layers)
+
+    @property
+    def step_flop_per_instr(self) -> float:
+        return self.step_flops / self.step_instructions
+
+    @property
+    def step_mac_per_instr(self) -> float:
+        return self.step_macs / self.step_instructions
+
+    def projected_samples_per_s(self, cores: int = CLUSTER_CORES, hz: float = CLUSTER_HZ) -> float:
+        """PROJECTION, not a measurement: samples/s on a ``cores``-core cluster
+        at ``hz``, assuming one instruction per cycle and perfect scaling
+        across the cores (an upper bound: no stalls, no fork cost, no DMA)."""
+        return cores * hz / self.step_instructions
+
+    def table(self) -> str:
+        unit = "MAC/instr" if self.dtype == "fixed" else "FLOP/instr"
+        rows = [f"{self.model} {self.target} {self.dtype}",
+                f"{'layer':<12} {'shape':<28} {'MAC':>9} {'fwd i/MAC':>9} {'wgt i/MAC':>9} {'in i/MAC':>9} "
+                f"{'step i/MAC':>10} {unit:>10}"]
+        for l in self.layers:
+            f = lambda w: f"{l.per_mac(w):9.2f}" if getattr(l, w) else f"{'-':>9}"  # noqa: E731
+            v = 1.0 / l.per_mac() if self.dtype == "fixed" else l.flop_per_instr()
+            rows.append(f"{l.name:<12} {l.shape:<28} {l.macs:9.0f} {f('forward')} {f('weight')} {f('input')} "
+                        f"{l.per_mac():10.2f} {v:10.3f}")
+        v = self.step_mac_per_instr if self.dtype == "fixed" else self.step_flop_per_instr
+        rows.append(f"whole step: {self.step_instructions:,.0f} instr/sample, {v:.3f} {unit} "
+                    f"(conv+linear kernels {self.kernel_instructions:,} instr); PROJECTED upper bound "
+                    f"{self.projected_samples_per_s():.0f} samples/s on {CLUSTER_CORES} cores at "
+                    f"{CLUSTER_HZ / 1e6:.0f} MHz")
+        return "\n".join(rows)
+
+
+def bench_layers(manifest: dict) -> List[dict]:
+    """The convolution and linear layers of an export's manifest with their
+    kernel shapes (batch = the plan's micro-batch) and which backward passes
+    the training step runs."""
+    layers, pn = manifest["layers"], manifest["plan_nodes"]
+    n = int(manifest["plan"]["micro_batch"] or 1)
+    out = []
+    for v, l in enumerate(layers):
+        if v == 0 or l["kind"] not in ("conv2d", "linear"):
+            continue
+        o, src = l["opts"], layers[l["inputs"][0]]
+        din = any(i != 0 and pn[i]["run_backward"] for i in l["inputs"])
+        d = {"name": l.get("name") or f"node{v}", "kind": l["kind"], "bias": bool(o["bias"]),
+             "input_grad": din, "weight_grad": bool(pn[v]["weight_grad"])}
+        if l["kind"] == "conv2d":
+            c, h, w = src["shape"]
+            kh, kw = o["kernel"]
+            d["conv"] = [n, c, h, w, o["out_channels"], kh, kw, *o["stride"], *o["padding"], *o["dilation"],
+                         o["groups"]]
+            d["macs"] = float(np.prod(l["shape"])) * (c // o["groups"]) * kh * kw
+            d["shape"] = f"{c}x{h}x{w}->{o['out_channels']} k{kh}x{kw} g{o['groups']}"
+        else:
+            in_f = int(np.prod(src["shape"]))
+            d.update(n=n, in_f=in_f, out_f=o["out_features"], macs=float(in_f * o["out_features"]),
+                     shape=f"{in_f}->{o['out_features']}")
+        out.append(d)
+    return out
+
+
+def write_bench(manifest: dict, out_dir, dtype: str = "float32") -> Path:
+    """Writes the layer table of the per-kernel benchmark (bt_bench_layers.c/.h)
+    for the layers of ``manifest`` into ``out_dir``; build it with
+    ``-DBT_FW_BENCH=ON`` (see :func:`run_bench`)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    ls = bench_layers(manifest)
+    max_in = max_out = max_w = max_c = 1
+    rows = []
+    for d in ls:
+        if d["kind"] == "conv2d":
+            n, c, h, w, co, kh, kw, sh, sw, ph, pw, dh, dw, g = d["conv"]
+            ho = (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1
+            wo = (w + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+            max_in, max_out = max(max_in, n * c * h * w), max(max_out, n * co * ho * wo)
+            max_w, max_c = max(max_w, co * (c // g) * kh * kw), max(max_c, co)
+            conv = "{" + ", ".join(str(int(x)) for x in d["conv"]) + "}"
+            rows.append(f'    {{"{d["name"]}", BT_BENCH_CONV, {conv}, 0, 0, 0, {int(d["bias"])}, '
+                        f'{int(d["input_grad"])}, {int(d["weight_grad"])}}},')
+        else:
+            max_in, max_out = max(max_in, d["n"] * d["in_f"]), max(max_out, d["n"] * d["out_f"])
+            max_w, max_c = max(max_w, d["in_f"] * d["out_f"]), max(max_c, d["out_f"])
+            rows.append(f'    {{"{d["name"]}", BT_BENCH_LINEAR, {{0}}, {d["n"]}, {d["in_f"]}, {d["out_f"]}, '
+                        f'{int(d["bias"])}, {int(d["input_grad"])}, {int(d["weight_grad"])}}},')
+    (out / "bt_bench_layers.h").write_text(
+        "/* Written by brt.firmware.write_bench: buffer sizes of the benchmark's layers. */\n"
+        "#ifndef BT_BENCH_LAYERS_H\n#define BT_BENCH_LAYERS_H\n"
+        f"#define BT_BENCH_FIXED {1 if dtype == 'fixed' else 0}\n#define BT_BENCH_MAX_IN {max_in}\n"
+        f"#define BT_BENCH_MAX_OUT {max_out}\n#define BT_BENCH_MAX_W {max_w}\n#define BT_BENCH_MAX_C {max_c}\n"
+        "#endif\n")
+    (out / "bt_bench_layers.c").write_text(
+        "/* Written by brt.firmware.write_bench: the layers of "
+        f"{manifest['model']} (batch {ls[0]['conv'][0] if ls and 'conv' in ls[0] else 1}). */\n"
+        '#include "bt_bench.h"\n\nconst bt_bench_layer bt_bench_layers[] = {\n' + "\n".join(rows) + "\n};\n"
+        f"const int bt_bench_n_layers = {len(rows)};\n"
+        f'const char bt_bench_model[] = "{manifest["model"]}";\n')
+    (out / "bench.json").write_text(json.dumps({"model": manifest["model"], "dtype": dtype, "layers": ls}, indent=1))
+    return out
+
+
+_BENCH_RE = re.compile(r"^layer (\d+) (\S+) forward=(\d+) weight=(\d+) input=(\d+)$")
+
+
+def run_bench(bench_dir, target: str = "rv32imfc", timeout: float = 300) -> List[LayerBench]:
+    """Builds the benchmark written by :func:`write_bench` for ``target``,
+    runs it under QEMU and returns each layer's instructions per pass."""
+    spec = _qemu_target(target)
+    out = Path(bench_dir).resolve()
+    meta = json.loads((out / "bench.json").read_text())
+    miss = missing_tools(target)
+    if miss:
+        raise FirmwareError(f"cannot build for {target}: missing {', '.join(miss)}; run scripts/install_cross.sh")
+    root = source_root()
+    bdir = out / f"build-{target}"
+    gen = ["-G", "Ninja"] if shutil.which("ninja") else ["-G", "Unix Makefiles"]
+    cfg = ["cmake", "-S", str(root / "firmware"), "-B", str(bdir), *gen, "-DBT_FW_BENCH=ON",
+           f"-DCMAKE_TOOLCHAIN_FILE={root / 'firmware' / 'cmake' / spec.toolchain}", f"-DBT_FW_APP_DIR={out}"]
+    for cmd in (cfg, ["cmake", "--build", str(bdir)]):
+        r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=900)
+        if r.returncode != 0:
+            raise FirmwareError(f"benchmark build for {target} failed:\n{_tail(r.stdout, 40)}", r.stdout)
+    cmd = qemu_command(bdir / "app.elf", target)
+    r = subprocess.run(["timeout", "-k", "5", str(timeout)] + cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                       timeout=timeout + 20)
+    log = r.stdout.decode("utf-8", "replace")
+    if r.returncode != 0 or "done status=0" not in log:
+        raise FirmwareError(f"benchmark on {target} failed (status {r.returncode}):\n{_tail(log)}", log)
+    res = []
+    for line in log.splitlines():
+        mt = _BENCH_RE.match(line.strip())
+        if mt:
+            d = meta["layers"][int(mt.group(1))]
+            res.append(LayerBench(d["name"], d["kind"], d["shape"], d["macs"], int(mt.group(3)), int(mt.group(4)),
+                                  int(mt.group(5)), d["weight_grad"], d["input_grad"]))
+    return res
+
+
+def mcu_bench(model: str = "mibminet", target: str = "rv32imfc", dtype: str = "float32", work_dir=None,
+              steps: int = 2, seed: int = 0, timeout: float = 600) -> McuBench:
+    """Instruction benchmark of a zoo model on a QEMU target: every
+    convolution and linear layer's forward, weight gradient and input
+    gradient through the per-kernel benchmark, and the whole training step
+    (``steps`` steps of batch 1 through the exported training firmware,
+    instructions per sample). ``dtype="fixed"`` benchmarks the q7 kernels and
+    the integer executor."""
+    import tempfile
+    import biotrain_rt as brt
+    from .export import firmware as export_firmware
+
+    zoo = brt.models.ZOO
+    if model not in zoo:
+        raise ValueError(f"unknown model '{model}': use one of {sorted(zoo)}")
+    kw = {"norm": "group"} if dtype == "fixed" and model not in ("mibminet",) else {}
+    try:
+        net = zoo[model](seed=seed, **kw)
+    except TypeError:
+        net = zoo[model](seed=seed)
+    tr = brt.Trainer(net, optimizer=brt.SGD(lr=0.01, momentum=0.9), batch_size=1, seed=seed, dtype=dtype)
+    rng = np.random.default_rng(seed)
+    shape = tuple(net.input_shape)
+    xs = rng.standard_normal((steps + 1,) + shape).astype(np.float32)
+    ys = rng.integers(0, net.classes, steps + 1).astype(np.int32)
+    work = Path(work_dir) if work_dir else Path(tempfile.mkdtemp(prefix="bt_mcu_bench_"))
+    step_dir = work / f"{model}-{dtype}-{target}-step"
+    export_firmware(tr, step_dir, samples=(xs[:steps], ys[:steps], xs[steps:], ys[steps:]), steps=steps,
+                    batch_size=1, target=target)
+    res = build_and_run(step_dir, target, timeout=timeout)
+    m = _manifest(step_dir)
+    bench_dir = write_bench(m, work / f"{model}-{dtype}-{target}-bench", dtype)
+    layers = run_bench(bench_dir, target, timeout=timeout)
+    return McuBench(model, target, dtype, layers, float(res.instructions_per_sample),
+                    training_flops(m)["total"], training_macs(m)["total"])

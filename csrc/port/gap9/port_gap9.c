@@ -64,3 +64,43 @@ bt_status bt_gap9_parallel_for(int n, int cores, bt_gap9_range_fn fn, void *arg)
     pi_cl_team_fork(cores ? cores : BT_GAP9_CLUSTER_CORES, fork_entry, &job);
     return BT_OK;
 }
+
+/* bt_port_parallel_for: the portable split, one chunk per cluster core. */
+typedef struct {
+    bt_port_range_fn fn;
+    void *arg;
+    int n;
+} port_job;
+
+static void port_entry(void *p)
+{
+    const port_job *job = (const port_job *)p;
+    int b, e;
+    bt_port_chunk(job->n, pi_cl_team_nb_cores(), pi_core_id(), &b, &e);
+    if (b < e) job->fn(job->arg, b, e, pi_core_id());
+}
+
+static int gap9_workers = BT_GAP9_CLUSTER_CORES;
+
+void bt_port_set_workers(int workers, int reverse)
+{
+    (void)reverse;
+    gap9_workers = workers < 1 ? 1 : workers > BT_PORT_MAX_WORKERS ? BT_PORT_MAX_WORKERS : workers;
+}
+
+int bt_port_workers(void) { return gap9_workers; }
+
+void bt_port_parallel_for(int n, bt_port_range_fn fn, void *arg)
+{
+    port_job job;
+    if (n <= 0) return;
+    job.fn = fn;
+    job.arg = arg;
+    job.n = n;
+    if (gap9_workers == 1) {
+        fn(arg, 0, n, 0);
+        return;
+    }
+    /* Returns once every core of the team has run port_entry. */
+    pi_cl_team_fork(gap9_workers, port_entry, &job);
+}

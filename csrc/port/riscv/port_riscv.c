@@ -7,7 +7,8 @@
  * deterministic and do not depend on the host's speed. Without -icount QEMU
  * returns host ticks here instead: the runner always passes it.
  *
- * The kernels run on one hart: there is no parallel fork on this platform. */
+ * The kernels run on one hart: bt_port_parallel_for runs its workers one
+ * after another (one by default). */
 #include <stdint.h>
 #include "biotrain/port.h"
 
@@ -37,3 +38,28 @@ uint64_t bt_port_counter(void)
 }
 
 const char *bt_port_counter_unit(void) { return "minstret"; }
+
+/* Workers run one after another on the calling thread: the split's result
+ * can be checked against one worker's, bit for bit. */
+static int n_workers = 1;
+static int run_reverse;
+
+void bt_port_set_workers(int workers, int reverse)
+{
+    n_workers = workers < 1 ? 1 : workers > BT_PORT_MAX_WORKERS ? BT_PORT_MAX_WORKERS : workers;
+    run_reverse = reverse != 0;
+}
+
+int bt_port_workers(void) { return n_workers; }
+
+void bt_port_parallel_for(int n, bt_port_range_fn fn, void *arg)
+{
+    int k;
+    if (n <= 0) return;
+    for (k = 0; k < n_workers; ++k) {
+        const int id = run_reverse ? n_workers - 1 - k : k;
+        int b, e;
+        bt_port_chunk(n, n_workers, id, &b, &e);
+        if (b < e) fn(arg, b, e, id);
+    }
+}
