@@ -185,11 +185,13 @@ class HostResult:
 
 # ------------------------------------------------------------------ locations and tools
 def source_root() -> Path:
-    """The source tree holding ``firmware/`` and ``csrc/`` (the repository):
-    ``$BIOTRAIN_SOURCE_DIR``, or the checkout this package lives in."""
+    """The source tree holding ``firmware/`` and ``csrc/``:
+    ``$BIOTRAIN_SOURCE_DIR``, the checkout this package lives in, or the copy
+    an installed package carries in ``biotrain_rt/_src``."""
     env = os.environ.get("BIOTRAIN_SOURCE_DIR")
     cands = [Path(env)] if env else []
     cands.append(Path(__file__).resolve().parents[2])
+    cands.append(Path(__file__).resolve().parent / "_src")
     for c in cands:
         if (c / "firmware" / "CMakeLists.txt").is_file() and (c / "csrc" / "src").is_dir():
             return c
