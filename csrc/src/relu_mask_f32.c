@@ -27,7 +27,12 @@ bt_status bt_relu_backward_mask_f32(float *d_in, const float *d_out, const uint3
     int i;
     if (!d_in || !d_out || !mask) return BT_ERR_NULL_POINTER;
     if (count <= 0) return BT_ERR_BAD_SIZE;
-    for (i = 0; i < count; ++i)
-        d_in[i] = ((mask[i / 32] >> (i % 32)) & 1u) ? d_out[i] : 0.0f;
+    /* One mask word per 32 elements: no division or modulo per element. */
+    for (i = 0; i < count; i += 32) {
+        const uint32_t bits = mask[i / 32];
+        int j, end = count - i < 32 ? count - i : 32;
+        for (j = 0; j < end; ++j)
+            d_in[i + j] = ((bits >> j) & 1u) ? d_out[i + j] : 0.0f;
+    }
     return BT_OK;
 }
