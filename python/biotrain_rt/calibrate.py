@@ -47,6 +47,11 @@ class StrategyConfig:
     batch_size: int = 8
     optimizer: str = "adam"
     momentum: float = 0.9
+    # Linear probing before fine-tuning: train the final layer alone first for
+    # head_epochs (at head_lr), then every layer. It keeps a random-ish head's
+    # large early gradients out of the pretrained features.
+    head_epochs: int = 0
+    head_lr: float = 1e-2
 
 
 @dataclass
@@ -152,13 +157,20 @@ def adapt(net, strategy: str, sc: StrategyConfig, X, y, seed: int):
     dtype = "fixed" if strategy.endswith("-fixed") else "float32"
     base = strategy.replace("-fixed", "")
     try:
+        t0 = time.perf_counter()
+        n_samples = sc.epochs * len(X)
+        if base == "full" and sc.head_epochs > 0:
+            head = Trainer(net, optimizer=_optimizer(dataclasses.replace(sc, lr=sc.head_lr)), strategy="last",
+                           batch_size=min(sc.batch_size, len(X)), seed=seed, dtype=dtype)
+            head.fit(X, y, epochs=sc.head_epochs, progress=False)
+            head.release()
+            n_samples += sc.head_epochs * len(X)
         tr = Trainer(net, optimizer=_optimizer(sc), strategy=base, batch_size=min(sc.batch_size, len(X)),
                      seed=seed, dtype=dtype)
-        t0 = time.perf_counter()
         tr.fit(X, y, epochs=sc.epochs, progress=False)
         dt = time.perf_counter() - t0
         figures = {"trainable_params": tr.n_trainable, "peak_bytes": tr.plan.peak_bytes,
-                   "samples_per_s": (sc.epochs * len(X)) / dt if dt > 0 else float("inf")}
+                   "samples_per_s": n_samples / dt if dt > 0 else float("inf")}
         tr.release()
         return figures
     except Exception:
@@ -191,7 +203,7 @@ def safe_adapt(net, strategy: str, sc: StrategyConfig, ds: Dataset, calib: np.nd
         info.update(adapt(net, strategy, sc, ds.X[calib], ds.y[calib], seed))
     else:
         # measure the plan and speed anyway, on a throwaway copy, then keep the model before
-        info.update(adapt(net, strategy, StrategyConfig(sc.lr, 1, sc.batch_size, sc.optimizer, sc.momentum),
+        info.update(adapt(net, strategy, dataclasses.replace(sc, epochs=1, head_epochs=min(sc.head_epochs, 1)),
                           ds.X[calib], ds.y[calib], seed))
         net.load_state_dict(start)
     return info
@@ -204,7 +216,9 @@ def pretrain(cfg: CalibrationConfig, ds: Dataset, held_out: int, cache_dir: Opti
     key = None
     if cache_dir:
         import hashlib
-        h = hashlib.sha256(json.dumps(cfg.to_dict(), sort_keys=True, default=str).encode())
+        # only what decides the pretrained weights: not the adaptation settings
+        pre = {k: cfg.to_dict()[k] for k in ("model", "decimate", "scale", "pretrain", "seed")}
+        h = hashlib.sha256(json.dumps(pre, sort_keys=True, default=str).encode())
         h.update(ds.X[train].tobytes())
         h.update(ds.y[train].tobytes())
         key = os.path.join(cache_dir, f"pretrained_{cfg.model}_s{held_out}_{h.hexdigest()[:16]}.npz")

@@ -108,9 +108,12 @@ def emgnet(channels: int = 8, samples: int = 40, classes: int = 6, filters: int 
     x = net.conv2d(x, filters * depth, (1, kernel), groups=filters, name="temporal")
     x = net.relu(x, name="relu1")
     x = net.global_avgpool(x, name="power")
-    x = net.conv2d(x, hidden, (1, 1), bias=True, name="mix")
-    x = _norm(net, x, norm, "norm1")
-    x = net.relu(x, name="relu2")
+    if hidden:
+        x = net.conv2d(x, hidden, (1, 1), bias=True, name="mix")
+        x = _norm(net, x, norm, "norm1")
+        x = net.relu(x, name="relu2")
+    else:
+        x = _norm(net, x, norm, "norm1")
     x = net.flatten(x, name="flatten")
     net.linear(x, classes, name="classifier")
     return net.finish()
