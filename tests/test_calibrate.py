@@ -43,7 +43,8 @@ def test_calibration_split_is_first_k_per_class_in_time():
 def test_result_structure_and_gains(result):
     assert [r["subject"] for r in result["subjects"]] == [3, 4]
     for r in result["subjects"]:
-        assert set(r["strategies"]) == {"none", "last", "full"}
+        assert set(r["strategies"]) == {"none", "last", "full", "full-fixed"}
+        assert r["strategies"]["full-fixed"]["trainable_params"] == r["strategies"]["full"]["trainable_params"]
         for name, s in r["strategies"].items():
             for k in ("acc_before_session2", "acc_after_session2", "acc_after_session1", "trainable_params"):
                 assert k in s
