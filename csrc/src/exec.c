@@ -50,27 +50,6 @@ static void *tensor_raw(const bt_session *s, int t)
     return t < 0 ? NULL : (void *)(s->arena + bt_plan_offset(s->p, t));
 }
 
-static void conv_shape(const bt_graph *g, int v, int rows, bt_conv2d_shape *cs)
-{
-    const bt_node *nd = &g->nodes[v];
-    const bt_node *src = &g->nodes[nd->inputs[0]];
-    const bt_conv2d_opts *o = &nd->o.conv;
-    cs->n = rows; cs->c_in = src->c; cs->h_in = src->h; cs->w_in = src->w;
-    cs->c_out = o->c_out; cs->k_h = o->k_h; cs->k_w = o->k_w;
-    cs->stride_h = o->stride_h; cs->stride_w = o->stride_w;
-    cs->pad_h = o->pad_h; cs->pad_w = o->pad_w; cs->dil_h = o->dil_h; cs->dil_w = o->dil_w;
-    cs->groups = o->groups;
-}
-
-static void pool_shape(const bt_graph *g, int v, int rows, bt_pool2d_shape *ps)
-{
-    const bt_node *nd = &g->nodes[v];
-    const bt_node *src = &g->nodes[nd->inputs[0]];
-    const bt_pool_opts *o = &nd->o.pool;
-    ps->n = rows; ps->c = src->c; ps->h_in = src->h; ps->w_in = src->w;
-    ps->k_h = o->k_h; ps->k_w = o->k_w; ps->stride_h = o->stride_h; ps->stride_w = o->stride_w;
-    ps->pad_h = o->pad_h; ps->pad_w = o->pad_w;
-}
 
 bt_status bt_session_init(bt_session *s, const bt_graph *g, const bt_plan *p, void *arena,
                           size_t arena_bytes, const bt_optim_cfg *opt, uint64_t seed)
@@ -126,7 +105,7 @@ static bt_status forward_node(bt_session *s, int v, int rows, int train, float *
     switch (nd->kind) {
     case BT_OP_CONV2D: {
         bt_conv2d_shape cs;
-        conv_shape(g, v, rows, &cs);
+        bt_node_conv2d_shape(g, v, rows, &cs);
         return bt_conv2d_forward_f32(out, in, tensor_f32(s, pn->param[0]), tensor_f32(s, pn->param[1]), &cs);
     }
     case BT_OP_LINEAR:
@@ -153,12 +132,12 @@ static bt_status forward_node(bt_session *s, int v, int rows, int train, float *
     case BT_OP_GELU: return bt_gelu_forward_f32(out, in, count);
     case BT_OP_AVGPOOL2D: {
         bt_pool2d_shape ps;
-        pool_shape(g, v, rows, &ps);
+        bt_node_pool2d_shape(g, v, rows, &ps);
         return bt_avgpool2d_forward_f32(out, in, &ps);
     }
     case BT_OP_MAXPOOL2D: {
         bt_pool2d_shape ps;
-        pool_shape(g, v, rows, &ps);
+        bt_node_pool2d_shape(g, v, rows, &ps);
         return bt_maxpool2d_forward_f32(out, (int32_t *)tensor_raw(s, pn->argmax), in, &ps);
     }
     case BT_OP_GLOBAL_AVGPOOL: {
@@ -194,7 +173,7 @@ static bt_status backward_input(bt_session *s, int c, int k, float *din, int row
     switch (nd->kind) {
     case BT_OP_CONV2D: {
         bt_conv2d_shape cs;
-        conv_shape(g, c, rows, &cs);
+        bt_node_conv2d_shape(g, c, rows, &cs);
         return bt_conv2d_backward_input_f32(din, dout, tensor_f32(s, pn->param[0]), &cs);
     }
     case BT_OP_LINEAR:
@@ -212,12 +191,12 @@ static bt_status backward_input(bt_session *s, int c, int k, float *din, int row
     case BT_OP_GELU: return bt_gelu_backward_f32(din, dout, in, count);
     case BT_OP_AVGPOOL2D: {
         bt_pool2d_shape ps;
-        pool_shape(g, c, rows, &ps);
+        bt_node_pool2d_shape(g, c, rows, &ps);
         return bt_avgpool2d_backward_f32(din, dout, &ps);
     }
     case BT_OP_MAXPOOL2D: {
         bt_pool2d_shape ps;
-        pool_shape(g, c, rows, &ps);
+        bt_node_pool2d_shape(g, c, rows, &ps);
         return bt_maxpool2d_backward_f32(din, dout, (const int32_t *)tensor_raw(s, pn->argmax), &ps);
     }
     case BT_OP_GLOBAL_AVGPOOL:
@@ -248,7 +227,7 @@ static bt_status backward_weight(bt_session *s, int c, int rows)
     switch (nd->kind) {
     case BT_OP_CONV2D: {
         bt_conv2d_shape cs;
-        conv_shape(g, c, rows, &cs);
+        bt_node_conv2d_shape(g, c, rows, &cs);
         return bt_conv2d_backward_weight_f32(tensor_f32(s, pn->pgrad[0]), tensor_f32(s, pn->pgrad[1]), dout,
                                              in, &cs);
     }

@@ -57,32 +57,6 @@ static int8_t *wq(const bt_fixed_session *s, int v)
                       bt_node_param_numel(s->g, v, 0) * sizeof(int32_t));
 }
 
-static void conv_shape(const bt_graph *g, int v, int rows, bt_conv2d_shape *cs)
-{
-    const bt_node *nd = &g->nodes[v];
-    const bt_node *src = &g->nodes[nd->inputs[0]];
-    const bt_conv2d_opts *o = &nd->o.conv;
-    cs->n = rows; cs->c_in = src->c; cs->h_in = src->h; cs->w_in = src->w;
-    cs->c_out = o->c_out; cs->k_h = o->k_h; cs->k_w = o->k_w;
-    cs->stride_h = o->stride_h; cs->stride_w = o->stride_w;
-    cs->pad_h = o->pad_h; cs->pad_w = o->pad_w; cs->dil_h = o->dil_h; cs->dil_w = o->dil_w;
-    cs->groups = o->groups;
-}
-
-static void pool_shape(const bt_graph *g, int v, int rows, bt_pool2d_shape *ps)
-{
-    const bt_node *nd = &g->nodes[v];
-    const bt_node *src = &g->nodes[nd->inputs[0]];
-    ps->n = rows; ps->c = src->c; ps->h_in = src->h; ps->w_in = src->w;
-    if (nd->kind == BT_OP_GLOBAL_AVGPOOL) {
-        ps->k_h = src->h; ps->k_w = src->w; ps->stride_h = src->h; ps->stride_w = src->w;
-        ps->pad_h = 0; ps->pad_w = 0;
-    } else {
-        const bt_pool_opts *o = &nd->o.pool;
-        ps->k_h = o->k_h; ps->k_w = o->k_w; ps->stride_h = o->stride_h; ps->stride_w = o->stride_w;
-        ps->pad_h = o->pad_h; ps->pad_w = o->pad_w;
-    }
-}
 
 bt_status bt_fixed_session_init(bt_fixed_session *s, const bt_graph *g, const bt_plan *p, void *arena,
                                 size_t arena_bytes, const bt_q_sgd_cfg *opt, uint64_t seed)
@@ -252,7 +226,7 @@ static bt_status forward_node(bt_fixed_session *s, int v, int rows, int train, i
     switch (nd->kind) {
     case BT_OP_CONV2D: {
         bt_conv2d_shape cs;
-        conv_shape(g, v, rows, &cs);
+        bt_node_conv2d_shape(g, v, rows, &cs);
         return bt_conv2d_forward_q7(out, fo, st, in, fi, wq(s, v), s->wq_frac[v], t32(s, pn->param[1]),
                                     s->param_frac[v][1], &cs);
     }
@@ -272,12 +246,12 @@ static bt_status forward_node(bt_fixed_session *s, int v, int rows, int train, i
     case BT_OP_AVGPOOL2D:
     case BT_OP_GLOBAL_AVGPOOL: {
         bt_pool2d_shape ps;
-        pool_shape(g, v, rows, &ps);
+        bt_node_pool2d_shape(g, v, rows, &ps);
         return bt_avgpool2d_forward_q7(out, fo, st, in, fi, &ps);
     }
     case BT_OP_MAXPOOL2D: {
         bt_pool2d_shape ps;
-        pool_shape(g, v, rows, &ps);
+        bt_node_pool2d_shape(g, v, rows, &ps);
         return bt_maxpool2d_forward_q7(out, fo, st, t32(s, pn->argmax), in, fi, &ps);
     }
     case BT_OP_ADD: {
@@ -313,7 +287,7 @@ static bt_status backward_input(bt_fixed_session *s, int c, int k, int8_t *din, 
     switch (nd->kind) {
     case BT_OP_CONV2D: {
         bt_conv2d_shape cs;
-        conv_shape(g, c, rows, &cs);
+        bt_node_conv2d_shape(g, c, rows, &cs);
         return bt_conv2d_backward_input_q7(din, fdin, st, dout, fdout, wq(s, c), s->wq_frac[c], &cs);
     }
     case BT_OP_LINEAR:
@@ -332,12 +306,12 @@ static bt_status backward_input(bt_fixed_session *s, int c, int k, int8_t *din, 
     case BT_OP_AVGPOOL2D:
     case BT_OP_GLOBAL_AVGPOOL: {
         bt_pool2d_shape ps;
-        pool_shape(g, c, rows, &ps);
+        bt_node_pool2d_shape(g, c, rows, &ps);
         return bt_avgpool2d_backward_q7(din, fdin, st, dout, fdout, &ps);
     }
     case BT_OP_MAXPOOL2D: {
         bt_pool2d_shape ps;
-        pool_shape(g, c, rows, &ps);
+        bt_node_pool2d_shape(g, c, rows, &ps);
         return bt_maxpool2d_backward_q7(din, fdin, st, dout, fdout, t32(s, pn->argmax), &ps);
     }
     case BT_OP_DROPOUT:
@@ -369,7 +343,7 @@ static bt_status backward_weight(bt_fixed_session *s, int c, int rows)
     switch (nd->kind) {
     case BT_OP_CONV2D: {
         bt_conv2d_shape cs;
-        conv_shape(g, c, rows, &cs);
+        bt_node_conv2d_shape(g, c, rows, &cs);
         return bt_conv2d_backward_weight_q7(t32(s, pn->pgrad[0]), s->grad_frac[c][0], t32(s, pn->pgrad[1]),
                                             s->grad_frac[c][1], st, dout, fdout, in, fi, &cs);
     }

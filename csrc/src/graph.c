@@ -12,6 +12,33 @@ const char *bt_op_name(bt_op_kind k)
     return names[k];
 }
 
+void bt_node_conv2d_shape(const bt_graph *g, int node, int rows, bt_conv2d_shape *cs)
+{
+    const bt_node *nd = &g->nodes[node];
+    const bt_node *src = &g->nodes[nd->inputs[0]];
+    const bt_conv2d_opts *o = &nd->o.conv;
+    cs->n = rows; cs->c_in = src->c; cs->h_in = src->h; cs->w_in = src->w;
+    cs->c_out = o->c_out; cs->k_h = o->k_h; cs->k_w = o->k_w;
+    cs->stride_h = o->stride_h; cs->stride_w = o->stride_w;
+    cs->pad_h = o->pad_h; cs->pad_w = o->pad_w; cs->dil_h = o->dil_h; cs->dil_w = o->dil_w;
+    cs->groups = o->groups;
+}
+
+void bt_node_pool2d_shape(const bt_graph *g, int node, int rows, bt_pool2d_shape *ps)
+{
+    const bt_node *nd = &g->nodes[node];
+    const bt_node *src = &g->nodes[nd->inputs[0]];
+    ps->n = rows; ps->c = src->c; ps->h_in = src->h; ps->w_in = src->w;
+    if (nd->kind == BT_OP_GLOBAL_AVGPOOL) {
+        ps->k_h = src->h; ps->k_w = src->w; ps->stride_h = src->h; ps->stride_w = src->w;
+        ps->pad_h = 0; ps->pad_w = 0;
+        return;
+    }
+    ps->k_h = nd->o.pool.k_h; ps->k_w = nd->o.pool.k_w;
+    ps->stride_h = nd->o.pool.stride_h; ps->stride_w = nd->o.pool.stride_w;
+    ps->pad_h = nd->o.pool.pad_h; ps->pad_w = nd->o.pool.pad_w;
+}
+
 size_t bt_node_numel(const bt_node *nd)
 {
     return (size_t)nd->c * (size_t)nd->h * (size_t)nd->w;
@@ -67,20 +94,14 @@ static const bt_node *in_node(const bt_graph *g, int input) { return &g->nodes[i
 bt_status bt_graph_conv2d(bt_graph *g, int *id, int input, const bt_conv2d_opts *o, const char *name)
 {
     bt_node *nd;
-    const bt_node *src;
     bt_conv2d_shape s;
     int ho, wo;
     bt_status st;
     if (!o) return BT_ERR_NULL_POINTER;
     if ((st = new_node(g, &nd, BT_OP_CONV2D, &input, 1, name)) != BT_OK) return st;
-    src = in_node(g, input);
-    s.n = 1; s.c_in = src->c; s.h_in = src->h; s.w_in = src->w;
-    s.c_out = o->c_out; s.k_h = o->k_h; s.k_w = o->k_w;
-    s.stride_h = o->stride_h; s.stride_w = o->stride_w;
-    s.pad_h = o->pad_h; s.pad_w = o->pad_w; s.dil_h = o->dil_h; s.dil_w = o->dil_w;
-    s.groups = o->groups;
-    if ((st = bt_conv2d_check(&s, &ho, &wo)) != BT_OK) return st;
     nd->o.conv = *o;
+    bt_node_conv2d_shape(g, g->n_nodes, 1, &s);
+    if ((st = bt_conv2d_check(&s, &ho, &wo)) != BT_OK) return st;
     nd->c = o->c_out; nd->h = ho; nd->w = wo;
     return commit(g, id);
 }
@@ -181,19 +202,15 @@ static bt_status add_pool(bt_graph *g, int *id, int input, const bt_pool_opts *o
                           bt_op_kind kind)
 {
     bt_node *nd;
-    const bt_node *src;
     bt_pool2d_shape s;
     int ho, wo;
     bt_status st;
     if (!o) return BT_ERR_NULL_POINTER;
     if ((st = new_node(g, &nd, kind, &input, 1, name)) != BT_OK) return st;
-    src = in_node(g, input);
-    s.n = 1; s.c = src->c; s.h_in = src->h; s.w_in = src->w;
-    s.k_h = o->k_h; s.k_w = o->k_w; s.stride_h = o->stride_h; s.stride_w = o->stride_w;
-    s.pad_h = o->pad_h; s.pad_w = o->pad_w;
-    if ((st = bt_pool2d_check(&s, &ho, &wo)) != BT_OK) return st;
     nd->o.pool = *o;
-    nd->c = src->c; nd->h = ho; nd->w = wo;
+    bt_node_pool2d_shape(g, g->n_nodes, 1, &s);
+    if ((st = bt_pool2d_check(&s, &ho, &wo)) != BT_OK) return st;
+    nd->c = g->nodes[input].c; nd->h = ho; nd->w = wo;
     return commit(g, id);
 }
 

@@ -111,6 +111,12 @@ bt_status bt_graph_finish(bt_graph *g);
  * parameters ignore the flag. */
 bt_status bt_graph_set_trainable(bt_graph *g, int node, int trainable);
 
+/* The kernel shape of a conv2d node, or of a pooling node (a global average
+ * pool is the pool whose window is the whole plane), for a micro-batch of
+ * `rows` samples: what every executor hands the kernels. */
+void bt_node_conv2d_shape(const bt_graph *g, int node, int rows, bt_conv2d_shape *cs);
+void bt_node_pool2d_shape(const bt_graph *g, int node, int rows, bt_pool2d_shape *ps);
+
 /* Elements of one sample of a node's output. */
 size_t bt_node_numel(const bt_node *nd);
 
