@@ -55,3 +55,18 @@ def worst_error_summary(request):
             for k in sorted(WORST):
                 tr.write_line(f"  {k:<48s} {WORST[k]:.2e}")
     WORST.clear()
+
+
+def numeric_grad(f, a, eps=1e-6):
+    """Central differences of the scalar f() w.r.t. every entry of a (perturbed in place)."""
+    g = np.zeros_like(a)
+    flat, gflat = a.reshape(-1), g.reshape(-1)
+    for i in range(flat.size):
+        old = flat[i]
+        flat[i] = old + eps
+        fp = f()
+        flat[i] = old - eps
+        fm = f()
+        flat[i] = old
+        gflat[i] = (fp - fm) / (2 * eps)
+    return g

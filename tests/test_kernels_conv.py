@@ -14,41 +14,10 @@ import torch.nn.functional as F
 
 from biotrain_rt import _core as core
 from biotrain_rt.reference import conv as ref
+from kernel_accuracy import TOL, check_close, numeric_grad, rel_err, worst_error_summary  # noqa: F401 (autouse fixture)
 
 torch.set_num_threads(1)
 
-TOL = 1e-5
-WORST = {}
-
-
-def rel_err(a, b):
-    a = np.asarray(a, np.float64)
-    b = np.asarray(b, np.float64)
-    assert a.shape == b.shape, (a.shape, b.shape)
-    scale = np.abs(b).max() if b.size else 0.0
-    return float(np.abs(a - b).max() / scale) if scale > 0 else float(np.abs(a - b).max())
-
-
-def check_close(kernel, c_value, ref_value):
-    e = rel_err(c_value, ref_value)
-    WORST[kernel] = max(WORST.get(kernel, 0.0), e)
-    assert e <= TOL, f"{kernel}: rel error {e:.3e}"
-
-
-@pytest.fixture(scope="module", autouse=True)
-def worst_error_summary(request):
-    yield
-    tr = request.config.pluginmanager.get_plugin("terminalreporter")
-    capman = request.config.pluginmanager.get_plugin("capturemanager")
-    if tr is not None and capman is not None and WORST:
-        with capman.global_and_fixture_disabled():
-            tr.write_line("")
-            tr.write_line("conv2d: worst max|C - ref| / max|ref| over all cases")
-            for k in sorted(WORST):
-                tr.write_line(f"  {k:<34s} {WORST[k]:.2e}")
-
-
-# (n, c_in, h, w, c_out, (kh, kw), stride, padding, dilation, groups, bias)
 CASES = [
     (1, 1, 1, 1, 1, (1, 1), (1, 1), (0, 0), (1, 1), 1, True),          # tiny
     (2, 3, 7, 9, 4, (3, 3), (1, 1), (0, 0), (1, 1), 1, True),
@@ -284,21 +253,6 @@ def test_reference_matches_torch(case, rng):
 
 
 # ---------------------------------------------- (c) reference vs finite differences
-def numeric_grad(f, a, eps=1e-6):
-    """Central differences of the scalar f() w.r.t. every entry of a (in place)."""
-    g = np.zeros_like(a)
-    flat, gflat = a.reshape(-1), g.reshape(-1)
-    for i in range(flat.size):
-        old = flat[i]
-        flat[i] = old + eps
-        fp = f()
-        flat[i] = old - eps
-        fm = f()
-        flat[i] = old
-        gflat[i] = (fp - fm) / (2 * eps)
-    return g
-
-
 FD_CASES = [
     (1, 2, 4, 5, 2, (3, 3), (1, 1), (1, 1), (1, 1), 1, True),
     (2, 2, 5, 6, 4, (2, 3), (2, 1), (1, 0), (1, 2), 2, True),

@@ -14,41 +14,10 @@ import torch.nn.functional as F
 
 from biotrain_rt import _core as core
 from biotrain_rt.reference import linear as ref
+from kernel_accuracy import TOL, check_close, numeric_grad, rel_err, worst_error_summary  # noqa: F401 (autouse fixture)
 
 torch.set_num_threads(1)
 
-TOL = 1e-5
-WORST = {}
-
-
-def rel_err(a, b):
-    a = np.asarray(a, np.float64)
-    b = np.asarray(b, np.float64)
-    assert a.shape == b.shape, (a.shape, b.shape)
-    scale = np.abs(b).max() if b.size else 0.0
-    return float(np.abs(a - b).max() / scale) if scale > 0 else float(np.abs(a - b).max())
-
-
-def check_close(kernel, c_value, ref_value):
-    e = rel_err(c_value, ref_value)
-    WORST[kernel] = max(WORST.get(kernel, 0.0), e)
-    assert e <= TOL, f"{kernel}: rel error {e:.3e}"
-
-
-@pytest.fixture(scope="module", autouse=True)
-def worst_error_summary(request):
-    yield
-    tr = request.config.pluginmanager.get_plugin("terminalreporter")
-    capman = request.config.pluginmanager.get_plugin("capturemanager")
-    if tr is not None and capman is not None and WORST:
-        with capman.global_and_fixture_disabled():
-            tr.write_line("")
-            tr.write_line("linear: worst max|C - ref| / max|ref| over all cases")
-            for k in sorted(WORST):
-                tr.write_line(f"  {k:<34s} {WORST[k]:.2e}")
-
-
-# (n, in_f, out_f, bias)
 CASES = [
     (1, 1, 1, True), (1, 7, 3, False), (3, 5, 2, True), (4, 208, 2, True), (8, 16, 11, True),
     (2, 33, 17, False), (5, 128, 128, True), (16, 64, 10, False), (7, 1, 9, True), (1, 300, 1, True),
@@ -146,20 +115,6 @@ def test_reference_matches_torch(case, rng):
     assert rel_err(rdw, tw.grad.numpy()) < 1e-12
     if b is not None:
         assert rel_err(rdb, tb.grad.numpy()) < 1e-12
-
-
-def numeric_grad(f, a, eps=1e-6):
-    g = np.zeros_like(a)
-    flat, gflat = a.reshape(-1), g.reshape(-1)
-    for i in range(flat.size):
-        old = flat[i]
-        flat[i] = old + eps
-        fp = f()
-        flat[i] = old - eps
-        fm = f()
-        flat[i] = old
-        gflat[i] = (fp - fm) / (2 * eps)
-    return g
 
 
 @pytest.mark.parametrize("case", [(1, 3, 2, True), (3, 5, 4, True), (4, 7, 3, True)], ids=case_id)
