@@ -43,7 +43,7 @@ if ! apt-get update; then
     echo "install_cross: apt-get update failed" >&2
     exit 1
 fi
-if ! apt-get install -y --no-install-recommends "${packages[@]}"; then
+if ! apt-get install -y "${packages[@]}"; then
     echo "install_cross: apt-get install ${packages[*]} failed" >&2
     exit 1
 fi
