@@ -7,7 +7,6 @@ code under test.
 import builtins
 import hashlib
 import os
-import struct
 import sys
 from importlib import resources
 
@@ -242,6 +241,34 @@ def test_dataset_resample_and_decimate():
     r = ds.resample(250.0)
     assert r.fs == 250.0 and r.X.shape[1:] == (8, 50) and r.X.dtype == np.float32
     np.testing.assert_array_equal(r.y, ds.y)
+
+
+# --------------------------------------------------------------------------- #
+# log-energy feature
+# --------------------------------------------------------------------------- #
+def test_log_energy_analytic():
+    # a sine of amplitude A over whole periods has mean square A^2 / 2; a constant c has c^2
+    n = np.arange(200)
+    A, c = 40.0, 3.0
+    x = np.stack([A * np.sin(2 * np.pi * n / 25.0), np.full(200, c), np.zeros(200)])[None]  # [1, 3, 200]
+    f = btd.log_energy(x, 25)
+    assert f.shape == (1, 3, 8) and f.dtype == np.float32
+    np.testing.assert_allclose(f[0, 0], np.log(A * A / 2 + 1) / 4, rtol=1e-6)
+    np.testing.assert_allclose(f[0, 1], np.log(c * c + 1) / 4, rtol=1e-6)
+    np.testing.assert_array_equal(f[0, 2], 0.0)
+    # trailing samples that do not fill a block are dropped; offset and scale as given
+    g = btd.log_energy(x[..., :197], 25, offset=2.0, scale=1.0)     # 7 whole blocks
+    assert g.shape == (1, 3, 7)
+    np.testing.assert_allclose(g[0, 1], np.log(c * c + 2.0), rtol=1e-6)
+    # a gain on one channel is an additive shift once the energy dominates the offset
+    big = btd.log_energy(x * 1000.0, 25)
+    np.testing.assert_allclose(big[0, 0] - btd.log_energy(x * 500.0, 25)[0, 0], np.log(4.0) / 4, rtol=1e-4)
+    with pytest.raises(ValueError, match="block"):
+        btd.log_energy(x, 0)
+    with pytest.raises(ValueError, match="block"):
+        btd.log_energy(x, 201)
+    with pytest.raises(ValueError, match="offset"):
+        btd.log_energy(x, 25, offset=0.0)
 
 
 # --------------------------------------------------------------------------- #

@@ -34,6 +34,7 @@ __all__ = [
     "resample_poly",
     "resample",
     "window_signal",
+    "log_energy",
     "UCI_EMG_TINY",
 ]
 
@@ -523,6 +524,33 @@ def resample(x, fs_in: float, fs_out: float, axis: int = -1, max_denominator: in
     if up == 1:
         return decimate(x, down, axis=axis)
     return resample_poly(x, up, down, axis=axis)
+
+
+# --------------------------------------------------------------------------- #
+# Features
+# --------------------------------------------------------------------------- #
+def log_energy(X, block: int, offset: float = 1.0, scale: float = 0.25) -> np.ndarray:
+    """Log mean-square energy per channel over consecutive blocks of ``block`` samples.
+
+    ``X [..., T]`` -> float32 ``[..., T // block]`` with
+    ``scale * ln(mean(x^2 over the block) + offset)``; trailing samples that do not
+    fill a block are dropped. On a device it is a sum of squares, a multiply and one
+    log per block. With MYO counts, ``block=25`` at 1 kHz (5 samples of the ~200 Hz
+    stream) and the defaults give the 8 x 8 input of the EMG calibration model; the
+    offset (one count squared) keeps silent blocks finite and a gain on a channel
+    becomes an additive shift, which a following linear layer absorbs.
+    """
+    X = np.asarray(X)
+    block = int(block)
+    if X.ndim < 1 or X.shape[-1] == 0:
+        raise ValueError(f"X must have a non-empty last (time) axis, got shape {X.shape}")
+    if not 1 <= block <= X.shape[-1]:
+        raise ValueError(f"block must be in 1..{X.shape[-1]} samples, got {block}")
+    if not offset > 0:
+        raise ValueError(f"offset must be positive (it keeps ln finite), got {offset}")
+    nb = X.shape[-1] // block
+    x = np.asarray(X[..., :nb * block], dtype=np.float64).reshape(X.shape[:-1] + (nb, block))
+    return (scale * np.log((x * x).mean(-1) + offset)).astype(np.float32)
 
 
 # --------------------------------------------------------------------------- #
