@@ -92,9 +92,8 @@ def peak_info():
     2 FLOP (a multiply and an add) x clock. The units and lanes come from the
     CPU (override with BT_BENCH_FMA_UNITS / BT_BENCH_LANES); the clock is the
     base clock from /proc/cpuinfo and, where it can be measured, the clock
-    the core actually ran at. The kernels are built with -ffp-contract=off,
-    so they issue separate multiplies and adds: on cores with separate add
-    pipes (Zen 4) both can still reach this peak."""
+    the core actually ran at. The conv and linear kernels issue one fused
+    multiply-add per MAC (bt_fmaf), the operation this peak counts."""
     info = _cpuinfo()
     flags = set(re.search(r"^flags\s*:(.*)$", info, re.M).group(1).split()) if "flags" in info else set()
     vendor = (re.search(r"^vendor_id\s*:\s*(\S+)", info, re.M) or [None, ""])[1] if info else ""

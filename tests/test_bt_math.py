@@ -6,6 +6,8 @@ whole range, both signs, subnormals included), every float32 in a dense
 stretch around the branch points, and the special values. The bounds asserted
 here are the maxima of an exhaustive run over all 2^32 inputs (exp 1.22 ulp,
 log 0.84 ulp, tanh 1.50 ulp), rounded up."""
+from fractions import Fraction
+
 import numpy as np
 
 from biotrain_rt import _core as C
@@ -99,3 +101,43 @@ def test_special_values():
 def test_tanh_is_odd():
     x = np.arange(-20.0, 20.0, 2.0**-10, dtype=np.float32)
     np.testing.assert_array_equal(C.bt_tanhf(x), -C.bt_tanhf(-x))
+
+
+def _round_to_f32(r):
+    """The float32 nearest the rational r, ties to even (candidates around the
+    float64 approximation, which is off by at most one float32 step)."""
+    f = np.float32(float(r))
+    cands = [np.nextafter(f, np.float32(-np.inf)), f, np.nextafter(f, np.float32(np.inf))]
+    best = min(cands, key=lambda c: (abs(Fraction(float(c)) - r), int(np.array(c).view(np.uint32)) & 1))
+    return best
+
+
+def test_fma32_model_is_correctly_rounded():
+    """The NumPy fused multiply-add model the order tests use (tests/fma32.py)
+    equals exact rational arithmetic rounded once, on random operands and on
+    the hard cases: products exactly halfway between two floats with a tiny
+    addend, cancellation and subnormal results."""
+    from fma32 import fma32
+    rng = np.random.default_rng(5)
+    a, b, c = [], [], []
+    for _ in range(1500):
+        A, B = 2049 + 2 * int(rng.integers(1024)), 4097 + 2 * int(rng.integers(2048))
+        if A * B < 2 ** 24:
+            continue
+        e = int(rng.integers(-30, 30))
+        tiny = float(rng.uniform(1, 2)) * 2.0 ** (e - 30 - int(rng.integers(40)))
+        a += [np.ldexp(A, e), -np.ldexp(A, e)]
+        b += [np.ldexp(B, -12)] * 2
+        c += [tiny, tiny]
+    x = rng.standard_normal(1500).astype(np.float32) * np.float32(2.0) ** rng.integers(-20, 20, 1500)
+    y = rng.standard_normal(1500).astype(np.float32)
+    a += list(x) * 3
+    b += list(y) * 3
+    c += list(-(x * y)) + list(rng.standard_normal(1500) * 1e-30) + list(rng.standard_normal(1500) * 1e-41)
+    a, b, c = (np.array(v, np.float32) for v in (a, b, c))
+    got = fma32(a, b, c)
+    want = np.array([_round_to_f32(Fraction(float(p)) * Fraction(float(q)) + Fraction(float(r)))
+                     for p, q, r in zip(a, b, c)], np.float32)
+    assert np.array_equal(got.view(np.uint32), want.view(np.uint32))
+    # and the unfused float32 a * b + c differs on these cases, so the check has teeth
+    assert not np.array_equal((a * b + c).view(np.uint32), want.view(np.uint32))

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 
 from biotrain_rt import _core as core
 from biotrain_rt.reference import conv as ref
+from fma32 import fma32
 from kernel_accuracy import TOL, check_close, numeric_grad, rel_err, worst_error_summary  # noqa: F401 (autouse fixture)
 
 torch.set_num_threads(1)
@@ -160,7 +161,7 @@ def _taps_f32(xp, k, s, d, ho, wo):
 
 
 def model_forward_f32(x, w, b, stride, padding, dilation, groups):
-    """float32 model of the C forward: out = bias, then += w * in over (ci, kh, kw)."""
+    """float32 model of the C forward: out = bias, then out = fma(w, in, out) over (ci, kh, kw)."""
     n, c_in, _, _ = x.shape
     c_out, cig = w.shape[:2]
     cog = c_out // groups
@@ -173,12 +174,12 @@ def model_forward_f32(x, w, b, stride, padding, dilation, groups):
     src = (np.arange(c_out) // cog) * cig
     for cl in range(cig):
         for (kh, kw), t in taps.items():
-            y = y + w[None, :, cl, kh, kw, None, None] * t[:, src + cl]
+            y = fma32(w[None, :, cl, kh, kw, None, None], t[:, src + cl], y)
     return y
 
 
 def model_backward_input_f32(dy, w, x_shape, stride, padding, dilation, groups):
-    """float32 model: d_in = 0, then += d_out * w over (co within the group, kh, kw)."""
+    """float32 model: d_in = 0, then d_in = fma(d_out, w, d_in) over (co within the group, kh, kw)."""
     n, c_in, h, wd = x_shape
     c_out, cig = w.shape[:2]
     cog = c_out // groups
@@ -191,12 +192,12 @@ def model_backward_input_f32(dy, w, x_shape, stride, padding, dilation, groups):
         for kh in range(w.shape[2]):
             for kw in range(w.shape[3]):
                 t = ref._tap(dxp, kh, kw, dilation[0], dilation[1], stride[0], stride[1], ho, wo)
-                t += dy[:, co] * w[co, ci % cig, kh, kw][None, :, None, None]
+                t[...] = fma32(dy[:, co], w[co, ci % cig, kh, kw][None, :, None, None], t)
     return dxp[:, :, ph:ph + h, pw:pw + wd]
 
 
 def model_backward_weight_f32(dw, db, dy, x, stride, padding, dilation, groups):
-    """float32 model: dw += d_out * in over (n, oh, ow), straight into dw."""
+    """float32 model: dw = fma(d_out, in, dw) over (n, oh, ow), straight into dw."""
     n = x.shape[0]
     c_out, cig, kh_n, kw_n = dw.shape
     cog = c_out // groups
@@ -210,7 +211,7 @@ def model_backward_weight_f32(dw, db, dy, x, stride, padding, dilation, groups):
         for oh in range(ho):
             for ow in range(wo):
                 g = dy[i, :, oh, ow]
-                dw = dw + g[:, None, None, None] * patches[i, :, :, :, oh, ow][cidx]
+                dw = fma32(g[:, None, None, None], patches[i, :, :, :, oh, ow][cidx], dw)
                 if db is not None:
                     db = db + g
     return dw, db

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 
 from biotrain_rt import _core as core
 from biotrain_rt.reference import linear as ref
+from fma32 import fma32
 from kernel_accuracy import TOL, check_close, numeric_grad, rel_err, worst_error_summary  # noqa: F401 (autouse fixture)
 
 torch.set_num_threads(1)
@@ -84,18 +85,18 @@ def test_summation_order_is_the_documented_one(case, rng):
     out_f = w.shape[0]
     y = np.zeros((n, out_f), np.float32) if b is None else np.tile(b, (n, 1))
     for k in range(in_f):
-        y = y + x[:, k:k + 1] * w[None, :, k]
+        y = fma32(x[:, k:k + 1], w[None, :, k], y)
     np.testing.assert_array_equal(core.linear_forward_f32(x, w, b), y)
     dx = np.zeros((n, in_f), np.float32)
     for o in range(out_f):
-        dx = dx + dy[:, o:o + 1] * w[None, o, :]
+        dx = fma32(dy[:, o:o + 1], w[None, o, :], dx)
     np.testing.assert_array_equal(core.linear_backward_input_f32(dy, w), dx)
     dw = rng.standard_normal(w.shape).astype(np.float32)
     db = rng.standard_normal(out_f).astype(np.float32)
     cdw, cdb = dw.copy(), db.copy()
     core.linear_backward_weight_acc_f32(cdw, cdb, dy, x)
     for i in range(n):
-        dw = dw + dy[i][:, None] * x[i][None, :]
+        dw = fma32(dy[i][:, None], x[i][None, :], dw)
         db = db + dy[i]
     np.testing.assert_array_equal(cdw, dw)
     np.testing.assert_array_equal(cdb, db)

@@ -1,8 +1,10 @@
 /* conv2d, float32: direct loops over NCHW, no im2col and no workspace.
  *
  * Summation order. Each output value is built by one fixed sequence of
- * float32 additions, the same on every platform when compiled with
- * -ffp-contract=off:
+ * float32 operations, the same on every platform when compiled with
+ * -ffp-contract=off. Each "+= w * in" below is one fused multiply-add,
+ * acc = bt_fmaf(w, in, acc): a single correctly rounded instruction on the
+ * MCU's FPU and the host's FMA units, and exact software elsewhere:
  *  forward          out = bias[co] (0 without bias), then += w * in for
  *                   ci (within the group), kh, kw ascending.
  *  backward_input   d_in = 0, then += d_out * w for co (within the group),
@@ -42,10 +44,24 @@
  *    per weight.
  * The blocks are written with one accumulator array per row (the REP
  * macros) because compilers vectorise that form reliably. Stack use stays
- * under 2 KiB, so the same code runs on a microcontroller.
+ * under 2 KiB. Cores without vector registers use the smaller blocks of
+ * conv2d_f32_small.h instead (at most 16 sums, taps unrolled over a sliding
+ * window of inputs in registers); they follow the same order.
  */
 #include "biotrain/kernels_f32.h"
 #include "kernel_checks.h"
+#include "biotrain/bt_math.h"
+
+/* Cores with 32 scalar float registers and no vector unit get their own
+ * blocks (conv2d_f32_small.h): the same order, fewer sums in flight. Define
+ * BT_CONV_SMALL_BLOCKS to 0 or 1 to choose; a host test builds both. */
+#ifndef BT_CONV_SMALL_BLOCKS
+#if defined(__riscv) || defined(__arm__) || defined(__thumb__)
+#define BT_CONV_SMALL_BLOCKS 1
+#else
+#define BT_CONV_SMALL_BLOCKS 0
+#endif
+#endif
 
 /* Output extent of one spatial axis. The padded extent must fit in an int so
  * that all index arithmetic below stays in int. */
@@ -125,6 +141,7 @@ static bt_status geom_init(geom *g, const bt_conv2d_shape *s)
     return BT_OK;
 }
 
+#if !BT_CONV_SMALL_BLOCKS
 /* Rows per block: the largest of 8, 4, 2, 1 not above what is left. */
 static int block_rows(int left) { return left >= 8 ? 8 : left >= 4 ? 4 : left >= 2 ? 2 : 1; }
 
@@ -140,6 +157,8 @@ static int block_width(int R, int width)
     return 0;
 }
 
+#endif
+
 /* 1 if no value is infinite or NaN (checked on the bits, no libm). */
 static int all_finite(const float *x, size_t count)
 {
@@ -152,6 +171,10 @@ static int all_finite(const float *x, size_t count)
     }
     return ok;
 }
+
+#if BT_CONV_SMALL_BLOCKS
+#include "conv2d_f32_small.h"
+#endif
 
 /* X(r) for r = 0 .. R-1, written out (see the file comment). */
 #define REP1(X) X(0)
@@ -204,9 +227,9 @@ static void fwd_row_ref(float *orow, const float *in_g, const float *w_co, float
                     float *dst = orow + lo;
                     const int m = hi - lo;
                     int i;
-                    for (i = 0; i < m; ++i) dst[i] += wv * src[i];
+                    for (i = 0; i < m; ++i) dst[i] = bt_fmaf(wv, src[i], dst[i]);
                 } else {
-                    for (ow = lo; ow < hi; ++ow) orow[ow] += wv * irow[ow * g->sw + off];
+                    for (ow = lo; ow < hi; ++ow) orow[ow] = bt_fmaf(wv, irow[ow * g->sw + off], orow[ow]);
                 }
             }
         }
@@ -219,7 +242,7 @@ static void fwd_row_ref(float *orow, const float *in_g, const float *w_co, float
  * the rows that lie inside the input. */
 #define FWD_INIT(r) acc[r][i] = b[r];
 #define FWD_W(r) wv[r] = wk[(size_t)(r) * ws + kw];
-#define FWD_MAC(r) acc[r][i] += wv[r] * x;
+#define FWD_MAC(r) acc[r][i] = bt_fmaf(wv[r], x, acc[r][i]);
 #define FWD_STORE(r) for (i = 0; i < NVB; ++i) out[(size_t)(r) * g->out_plane + i] = acc[r][i];
 #define FWD_BIAS(r) b[r] = bias ? bias[r] : 0.0f;
 #define FWD_BLOCK(R, VB, HINT)                                                                  \
@@ -252,6 +275,7 @@ static void fwd_row_ref(float *orow, const float *in_g, const float *w_co, float
         }                                                                                     \
         REP##R(FWD_STORE) /* row by row: each row is one vector store */                                        \
     }
+#if !BT_CONV_SMALL_BLOCKS
 FWD_BLOCK(1, 128, NO_HINT)
 FWD_BLOCK(1, 32, NO_HINT)
 FWD_BLOCK(1, 8, KEEP_LOOP)
@@ -293,6 +317,8 @@ static void fwd_block(int R, int VB, float *out, const float *in_g, const float 
     default: fwd_block_8_4(out, in_g, w_co, bias, g, ih0, kh_lo, kh_hi, ow0); break;
     }
 }
+
+#endif
 
 bt_status bt_conv2d_forward_f32(float *restrict out, const float *restrict in,
                                 const float *restrict weight, const float *restrict bias,
@@ -393,9 +419,10 @@ static void bwi_row_ref(float *drow, const float *dout_g, const float *w_gl, con
                     const float *src = grow + lo;
                     const int m = hi - lo;
                     int i;
-                    for (i = 0; i < m; ++i) dst[i] += src[i] * wv;
+                    for (i = 0; i < m; ++i) dst[i] = bt_fmaf(src[i], wv, dst[i]);
                 } else {
-                    for (ow = lo; ow < hi; ++ow) drow[ow * g->sw + off] += grow[ow] * wv;
+                    for (ow = lo; ow < hi; ++ow)
+                        drow[ow * g->sw + off] = bt_fmaf(grow[ow], wv, drow[ow * g->sw + off]);
                 }
             }
         }
@@ -413,7 +440,7 @@ static void bwi_row_ref(float *drow, const float *dout_g, const float *w_gl, con
  * leaves the bits unchanged). */
 #define BWI_INIT(r) acc[r][i] = 0.0f;
 #define BWI_W(r) wv[r] = wk[(size_t)(r) * g->taps + kw];
-#define BWI_MAC(r) acc[r][i] += x * wv[r];
+#define BWI_MAC(r) acc[r][i] = bt_fmaf(x, wv[r], acc[r][i]);
 #define BWI_STORE(r) for (i = 0; i < NVB; ++i) din[(size_t)(r) * g->in_plane + i] = acc[r][i];
 #define BWI_BLOCK(R, VB, HINT)                                                                  \
     static void bwi_block_##R##_##VB(float *din, const float *dout_g, const float *w_gl,     \
@@ -467,6 +494,7 @@ static void bwi_row_ref(float *drow, const float *dout_g, const float *w_gl, con
         }                                                                                     \
         REP##R(BWI_STORE)                                        \
     }
+#if !BT_CONV_SMALL_BLOCKS
 BWI_BLOCK(1, 128, NO_HINT)
 BWI_BLOCK(1, 32, NO_HINT)
 BWI_BLOCK(1, 8, KEEP_LOOP)
@@ -509,6 +537,8 @@ static void bwi_block(int R, int VB, float *din, const float *dout_g, const floa
     }
 }
 
+#endif
+
 /* Zero-extended blocks. A tap whose output position lies outside d_out
  * contributes nothing and is skipped by the reference loop; a padded block
  * adds w * 0 instead. That leaves the bits unchanged when w is finite: the
@@ -533,7 +563,7 @@ bt_status bt_conv2d_backward_input_f32(float *restrict d_in, const float *restri
             const int off_max = (g.k_w - 1) * g.dw - g.pw, off_min = -g.pw;
             a = off_max > 0 ? off_max : 0;
             b = g.wo + off_min < g.w_in ? g.wo + off_min : g.w_in;
-            pad_ok = (g.k_w - 1) * g.dw <= BWI_BUF - 128 &&
+            pad_ok = !BT_CONV_SMALL_BLOCKS && (g.k_w - 1) * g.dw <= BWI_BUF - 128 &&
                      all_finite(weight, (size_t)g.c_out * g.cig * g.taps);
         }
         /* Gather by input row: each d_in row is owned by one iteration and
@@ -594,8 +624,8 @@ bt_status bt_conv2d_backward_input_f32(float *restrict d_in, const float *restri
  * instead: row r has its own input (one output channel per group). */
 #define WG_LOAD(r) a[r][j] = acc[(r) * KB + j];
 #define WG_G(r) gv[r] = gr[(size_t)(r) * gs + p];
-#define WG_MAC(r) a[r][j] += gv[r] * x;
-#define WGX_MAC(r) a[r][j] += gv[r] * s[(size_t)(r) * ss + j];
+#define WG_MAC(r) a[r][j] = bt_fmaf(gv[r], x, a[r][j]);
+#define WGX_MAC(r) a[r][j] = bt_fmaf(gv[r], s[(size_t)(r) * ss + j], a[r][j]);
 #define WG_STORE(r) acc[(r) * KB + j] = a[r][j];
 #define WG_BLOCK(R, KB_, HINT)                                                                  \
     static void wg_block_##R##_##KB_(float *acc, const float *gr, size_t gs,                 \
@@ -632,6 +662,7 @@ bt_status bt_conv2d_backward_input_f32(float *restrict d_in, const float *restri
         }                                                                                     \
         for (j = 0; j < KB; ++j) { REP##R(WG_STORE) }                                         \
     }
+#if !BT_CONV_SMALL_BLOCKS
 WG_BLOCK(1, 64, NO_HINT)
 WG_BLOCK(1, 16, NO_HINT)
 WG_BLOCK(2, 16, NO_HINT)
@@ -697,6 +728,8 @@ static int wg_width(int R, int left, int contiguous, int cross)
     return left >= 16 ? 16 : left >= 8 ? 8 : left >= 4 ? 4 : 1;
 }
 
+#endif
+
 /* One weight's chain over output positions [p0, p1) of one row:
  * acc += grow[ow] * irow[ow * sw + off], skipping taps outside the row. */
 static float wg_chain(float acc, const float *grow, const float *irow, int off, const geom *g,
@@ -706,7 +739,7 @@ static float wg_chain(float acc, const float *grow, const float *irow, int off, 
     tap_range(off, g->sw, g->w_in, g->wo, &lo, &hi);
     if (lo < p0) lo = p0;
     if (hi > p1) hi = p1;
-    for (ow = lo; ow < hi; ++ow) acc += grow[ow] * irow[ow * g->sw + off];
+    for (ow = lo; ow < hi; ++ow) acc = bt_fmaf(grow[ow], irow[ow * g->sw + off], acc);
     return acc;
 }
 
@@ -735,7 +768,9 @@ static void wg_run(float *restrict d_weight, const float *restrict d_out,
                    int contiguous, int cross)
 {
     float acc[128];
+#if !BT_CONV_SMALL_BLOCKS
     float tile[WG_TP * 16];
+#endif
     const float *rowp[16];
     int offs[16];
     const size_t wstride = (size_t)g->cig * g->taps; /* between output channels */
@@ -750,7 +785,7 @@ static void wg_run(float *restrict d_weight, const float *restrict d_out,
         for (oh = 0; oh < g->ho; ++oh) {
             const float *grow = dout_r + (size_t)oh * g->wo;
             const float *row0 = NULL;
-            int pa = 0, pb = g->wo, rows_ok = 1, lo, hi, p, off;
+            int pa = 0, pb = g->wo, rows_ok = 1, lo, hi, off;
             /* Interior [pa, pb): positions where every tap of the block lies
              * inside the input. */
             if (contiguous) {
@@ -781,10 +816,22 @@ static void wg_run(float *restrict d_weight, const float *restrict d_out,
                         acc[r * KB + j] = wg_chain(acc[r * KB + j], grow + (size_t)r * g->out_plane,
                                                    irow + r * ss, off, g, 0, pa);
                 }
+#if BT_CONV_SMALL_BLOCKS
+            if (pa < pb) {
+                if (contiguous) {
+                    wg_small_c(R, KB, acc, grow + pa, g->out_plane, row0 + (pa + offs[0]), pb - pa);
+                } else {
+                    const float *rows[16];
+                    for (j = 0; j < KB; ++j) rows[j] = rowp[j] + (pa * g->sw + offs[j]);
+                    wg_small_g(R, KB, acc, grow + pa, g->out_plane, rows, g->sw, pb - pa);
+                }
+            }
+#else
             if (pa < pb) {
                 if (contiguous) {
                     wg_block(R, KB, acc, grow + pa, g->out_plane, row0 + (pa + offs[0]), ss, 1, pb - pa);
                 } else {
+                    int p;
                     for (p = pa; p < pb; p += WG_TP) {
                         const int np = pb - p < WG_TP ? pb - p : WG_TP;
                         int q;
@@ -796,6 +843,7 @@ static void wg_run(float *restrict d_weight, const float *restrict d_out,
                     }
                 }
             }
+#endif
             /* Positions after the interior, per weight. */
             if (pb < g->wo)
                 for (j = 0; j < KB; ++j) {
@@ -839,7 +887,7 @@ bt_status bt_conv2d_backward_weight_f32(float *restrict d_weight, float *restric
          * With one output channel per group, a block takes the channels of
          * R groups side by side. */
         const int direct = g.sw == 1 && g.dw == 1 && g.k_w >= 4;
-        const int cross = direct && g.cog == 1 && g.k_w >= 16;
+        const int cross = !BT_CONV_SMALL_BLOCKS && direct && g.cog == 1 && g.k_w >= 16;
         for (co0 = 0; co0 < g.c_out; co0 += r) {
             const int left = cross ? g.c_out - co0 : (co0 / g.cog + 1) * g.cog - co0;
             const int R = cross && g.k_w >= 64 ? (left >= 2 ? 2 : 1) : block_rows(left);

@@ -1,7 +1,8 @@
 /* linear (fully connected), float32. in [n, in_f], weight [out_f, in_f]
  * (PyTorch layout), bias [out_f], out [n, out_f].
  *
- * Summation order (fixed, platform-independent with -ffp-contract=off):
+ * Summation order (fixed, platform-independent with -ffp-contract=off); each
+ * "+= a * b" below is one fused multiply-add, acc = bt_fmaf(a, b, acc):
  *  forward          out[i][o] = bias[o] (0 without bias), then += in[i][k] * w[o][k]
  *                   for k ascending.
  *  backward_input   d_in[i][k] = 0, then += d_out[i][o] * w[o][k] for o ascending.
@@ -11,6 +12,7 @@
  */
 #include "biotrain/kernels_f32.h"
 #include "kernel_checks.h"
+#include "biotrain/bt_math.h"
 
 static bt_status linear_sizes(int n, int in_f, int out_f)
 {
@@ -35,7 +37,7 @@ bt_status bt_linear_forward_f32(float *restrict out, const float *restrict in,
         for (o = 0; o < out_f; ++o) {
             const float *w = weight + (size_t)o * in_f;
             float acc = bias ? bias[o] : 0.0f;
-            for (k = 0; k < in_f; ++k) acc += x[k] * w[k];
+            for (k = 0; k < in_f; ++k) acc = bt_fmaf(x[k], w[k], acc);
             y[o] = acc;
         }
     }
@@ -58,7 +60,7 @@ bt_status bt_linear_backward_input_f32(float *restrict d_in, const float *restri
         for (o = 0; o < out_f; ++o) {
             const float g = dy[o];
             const float *w = weight + (size_t)o * in_f;
-            for (k = 0; k < in_f; ++k) dx[k] += g * w[k];
+            for (k = 0; k < in_f; ++k) dx[k] = bt_fmaf(g, w[k], dx[k]);
         }
     }
     return BT_OK;
@@ -80,7 +82,7 @@ bt_status bt_linear_backward_weight_f32(float *restrict d_weight, float *restric
             const float g = dy[o];
             float *dw = d_weight + (size_t)o * in_f;
             if (d_bias) d_bias[o] += g;
-            for (k = 0; k < in_f; ++k) dw[k] += g * x[k];
+            for (k = 0; k < in_f; ++k) dw[k] = bt_fmaf(g, x[k], dw[k]);
         }
     }
     return BT_OK;

@@ -16,8 +16,10 @@
  *  - All memory comes from the caller; kernels never allocate. Where a kernel
  *    needs scratch, a _workspace_size companion says how many bytes.
  *  - No libm calls whose results may differ between C libraries: exp, log and
- *    tanh come from bt_math.h. Compile with -ffp-contract=off for bit-exact
- *    agreement between host and MCU.
+ *    tanh come from bt_math.h. Each multiply-accumulate of conv and linear is
+ *    one fused multiply-add (bt_fmaf, correctly rounded). Compile with
+ *    -ffp-contract=off so the compiler fuses nothing else: then host and MCU
+ *    agree bit for bit.
  */
 #ifndef BIOTRAIN_KERNELS_F32_H
 #define BIOTRAIN_KERNELS_F32_H
