@@ -13,6 +13,17 @@ so under Adam such parameters (found from a float64 PyTorch gradient below
 1e-4 of the largest; the real gradients are all above 1e-2 of it) are left out
 of the comparison and listed, with the running statistics of the batchnorms
 after them, which follow the drift.
+
+ReLU kinks. Two float32 implementations round differently at the level of
+1e-7, and a ReLU input that close to zero can fall on different sides in
+each. From then on the runs are different (valid) trajectories, and Adam,
+which normalises each gradient, turns that into weight differences of the
+order of lr. So a run that leaves the tolerance is accepted only if the step
+where it leaves it has a ReLU input within rounding level of zero (|z| below
+1e-6 of the largest |z| of that ReLU, in a float64 forward pass with the
+weights before the step), and only after at least MIN_STEPS steps inside the
+tolerance; the remaining steps of that run are not compared, and the test
+prints it. Any other excursion fails.
 """
 import copy
 
@@ -25,6 +36,22 @@ import biotrain_rt as brt
 torch.set_num_threads(1)
 STEPS = 20
 REL = 1e-4
+MIN_STEPS = 10
+KINK = 1e-6
+
+
+def relu_margin(model, x):
+    """Smallest |z| / max|z| over the inputs z of every ReLU of `model`, in a
+    float64 copy, on batch x."""
+    m64 = copy.deepcopy(model).double()
+    zs = []
+    hooks = [mod.register_forward_hook(lambda mod, i, o: zs.append(i[0].detach().abs()))
+             for mod in m64.modules() if isinstance(mod, torch.nn.ReLU)]
+    with torch.no_grad():
+        m64(torch.from_numpy(x).double())
+    for h in hooks:
+        h.remove()
+    return min((float(z.min() / z.max()) for z in zs if float(z.max()) > 0), default=1.0)
 
 
 def make_model(name, norm):
@@ -60,7 +87,7 @@ CASES = [(m, n) for m in ("mibminet", "epidenet", "eegnet") for n in ("group", "
 @pytest.mark.parametrize("optname", ["sgd", "adam"])
 def test_training_matches_torch(model, norm, optname):
     net0 = make_model(model, norm)
-    rng = np.random.default_rng(7)
+    rng = np.random.default_rng(int(__import__("os").environ.get("BT_EQ_SEED", 7)))
     batch = 4
     c, h, w = net0.input_shape
     X = rng.standard_normal((STEPS, batch, c, h, w)).astype(np.float32)
@@ -93,6 +120,7 @@ def test_training_matches_torch(model, norm, optname):
                               if l.kind == "batchnorm" and i > first}
                 print(f"{model}/{norm}/adam/{strat}: parameters with a near-zero gradient, not compared: {sorted(zero_grad)}")
         for s in range(STEPS):
+            before = copy.deepcopy(tm)
             loss_c = trainer.step(X[s], Y[s])
             topt.zero_grad()
             out = tm(torch.from_numpy(X[s]))
@@ -101,15 +129,23 @@ def test_training_matches_torch(model, norm, optname):
             topt.step()
             assert abs(loss_c - loss_t.item()) <= 1e-4 * max(1.0, abs(loss_t.item())), (strat, s)
             ours = net.state_dict()
+            errs = {}
             for k, v in tm.state_dict().items():
                 if k.endswith("num_batches_tracked") or k in zero_grad:
                     continue
                 layer, _, pn = k.rpartition(".")
                 key = [kk for kk in ours if kk.rpartition(".")[0].replace(".", "_") == layer and kk.endswith("." + pn)]
                 assert len(key) == 1, k
-                e = rel_err(ours[key[0]], v.detach().numpy())
-                worst = max(worst, e)
-                assert e <= REL, f"{model}/{norm}/{optname}/{strat}: step {s} {k} rel err {e:.2e}"
+                errs[k] = rel_err(ours[key[0]], v.detach().numpy())
+            k, e = max(errs.items(), key=lambda kv: kv[1])
+            if e > REL:
+                where = f"{model}/{norm}/{optname}/{strat}: step {s} {k} rel err {e:.2e}"
+                margin = relu_margin(before, X[s])
+                assert s >= MIN_STEPS and margin < KINK, f"{where} (smallest ReLU input {margin:.1e} of its max)"
+                print(f"{where}: a ReLU input at {margin:.1e} of its max (rounding level) may have taken different sides; "
+                      f"steps {s}..{STEPS - 1} of this run not compared")
+                break
+            worst = max(worst, e)
         trainer.release()
     print(f"{model}/{norm}/{optname}: worst relative weight error over 20 steps {worst:.2e}")
 

@@ -9,10 +9,12 @@
  * E[x^2] - E[x]^2, which cancels badly when |mean| >> std.
  * Only mean and rstd = 1 / sqrt(var + eps) are saved, 2 floats per block.
  *
- * Summation order: every reduction runs over its terms in memory order
- * (channel, then position inside the block; for the weight gradient sample,
- * then position) through the blocked sum of blocked_sum.h, so the result
- * depends only on the shapes, never on the platform.
+ * Summation order: every reduction runs over its terms in memory order as
+ * lane sums (blocked_sum.h), so the result depends only on the shapes, never
+ * on the platform: the statistics take the whole block as one run; the
+ * input gradient one run per channel, added in channel order; the weight
+ * gradient one run per sample, added in sample order straight to the
+ * accumulator (micro-batches give the same bits as a whole batch).
  *
  * Checks, in this order: NULL pointers -> BT_ERR_NULL_POINTER; a size not
  * positive or n*c*hw above INT_MAX -> BT_ERR_BAD_SIZE; groups < 1 or not
@@ -23,6 +25,14 @@
 #include "biotrain/bt_math.h"
 #include "kernel_checks.h"
 #include "blocked_sum.h"
+
+/* The reductions, in the lane order of blocked_sum.h. */
+BT_DEFINE_LANE_SUM(sum_x, a[i])
+BT_DEFINE_LANE_SUM(sum_dev, a[i] - mu)
+BT_DEFINE_LANE_SUM(sum_dev2, (a[i] - mu) * (a[i] - mu))
+BT_DEFINE_LANE_SUM(sum_g, a[i] * w)
+BT_DEFINE_LANE_SUM(sum_gxh, (a[i] * w) * ((b[i] - mu) * r))
+BT_DEFINE_LANE_SUM(sum_dyxh, a[i] * ((b[i] - mu) * r))
 
 static bt_status check_dims(int n, int c, int hw, int groups)
 {
@@ -51,26 +61,25 @@ bt_status bt_groupnorm_forward_f32(float *out, float *mean, float *rstd, const f
         const float *x = in + blk * m;
         float *y = out + blk * m;
         size_t c0 = (blk % (size_t)groups) * cpg; /* first channel of the group */
-        bt_bsum acc, dev;
-        float mu, sd, var, r;
+        float sum = 0.0f, ssq = 0.0f, sd = 0.0f;
+        float mu, var, r;
 
-        bt_bsum_init(&acc);
-        for (i = 0; i < m; ++i) bt_bsum_add(&acc, x[i]);
-        mu = bt_bsum_get(&acc) / (float)m;
+        {
+            const bt_lane_args p = {x, NULL, 0.0f, 0.0f, 0.0f};
+            sum_x(&p, m, &sum);
+        }
+        mu = sum / (float)m;
 
         /* Corrected two-pass (Chan, Golub, LeVeque): the sum of the
          * deviations from the first-pass mean, exactly 0 in exact arithmetic,
          * corrects both that mean (whose rounding error grows with |mean|)
          * and the variance. */
-        bt_bsum_init(&acc);
-        bt_bsum_init(&dev);
-        for (i = 0; i < m; ++i) {
-            const float d = x[i] - mu;
-            bt_bsum_add(&dev, d);
-            bt_bsum_add(&acc, d * d);
+        {
+            const bt_lane_args p = {x, NULL, 0.0f, mu, 0.0f};
+            sum_dev(&p, m, &sd);
+            sum_dev2(&p, m, &ssq);
         }
-        sd = bt_bsum_get(&dev);
-        var = (bt_bsum_get(&acc) - sd * (sd / (float)m)) / (float)m;
+        var = (ssq - sd * (sd / (float)m)) / (float)m;
         if (var < 0.0f) var = 0.0f; /* rounding, for a (nearly) constant block */
         mu = mu + sd / (float)m;
         r = 1.0f / bt_sqrtf(var + eps);
@@ -119,22 +128,17 @@ bt_status bt_groupnorm_backward_input_f32(float *d_in, const float *d_out, const
         float *dx = d_in + blk * m;
         const size_t c0 = (blk % (size_t)groups) * cpg;
         const float mu = mean[blk], r = rstd[blk];
-        bt_bsum sg, sgx;
-        float a, b;
+        float sg = 0.0f, sgx = 0.0f, a, b;
 
-        bt_bsum_init(&sg);
-        bt_bsum_init(&sgx);
+        /* one run per channel (its own w), channels in order */
         for (ch = 0; ch < cpg; ++ch) {
             const float w = weight ? weight[c0 + ch] : 1.0f;
-            for (i = ch * (size_t)hw; i < (ch + 1) * (size_t)hw; ++i) {
-                const float g = dy[i] * w;
-                const float xh = (x[i] - mu) * r;
-                bt_bsum_add(&sg, g);
-                bt_bsum_add(&sgx, g * xh);
-            }
+            const bt_lane_args p = {dy + ch * (size_t)hw, x + ch * (size_t)hw, w, mu, r};
+            sum_g(&p, (size_t)hw, &sg);
+            sum_gxh(&p, (size_t)hw, &sgx);
         }
-        a = bt_bsum_get(&sg) / (float)m;
-        b = bt_bsum_get(&sgx) / (float)m;
+        a = sg / (float)m;
+        b = sgx / (float)m;
 
         for (ch = 0; ch < cpg; ++ch) {
             const float w = weight ? weight[c0 + ch] : 1.0f;
@@ -155,7 +159,7 @@ bt_status bt_groupnorm_backward_weight_f32(float *d_weight, float *d_bias, const
                                            const float *in, const float *mean,
                                            const float *rstd, int n, int c, int hw, int groups)
 {
-    size_t cpg, ch, s, i;
+    size_t cpg, ch, s;
     BT_REQUIRE(d_weight != NULL || d_bias != NULL, BT_ERR_NULL_POINTER);
     BT_REQUIRE_PTR(d_out);
     BT_REQUIRE_PTR(in);
@@ -165,21 +169,18 @@ bt_status bt_groupnorm_backward_weight_f32(float *d_weight, float *d_bias, const
 
     cpg = (size_t)(c / groups);
     for (ch = 0; ch < (size_t)c; ++ch) {
-        bt_bsum sw, sb;
-        bt_bsum_init(&sw);
-        bt_bsum_init(&sb);
+        /* Straight into the accumulators, one run per sample: a batch gives
+         * the same bits as one call per sample in order. */
+        float sw = d_weight ? d_weight[ch] : 0.0f, sb = d_bias ? d_bias[ch] : 0.0f;
         for (s = 0; s < (size_t)n; ++s) {
             const size_t blk = s * (size_t)groups + ch / cpg;
             const size_t off = (s * (size_t)c + ch) * (size_t)hw;
-            const float mu = mean[blk], r = rstd[blk];
-            for (i = 0; i < (size_t)hw; ++i) {
-                const float dy = d_out[off + i];
-                bt_bsum_add(&sw, dy * ((in[off + i] - mu) * r));
-                bt_bsum_add(&sb, dy);
-            }
+            const bt_lane_args p = {d_out + off, in + off, 0.0f, mean[blk], rstd[blk]};
+            sum_dyxh(&p, (size_t)hw, &sw);
+            sum_x(&p, (size_t)hw, &sb);
         }
-        if (d_weight) d_weight[ch] += bt_bsum_get(&sw);
-        if (d_bias) d_bias[ch] += bt_bsum_get(&sb);
+        if (d_weight) d_weight[ch] = sw;
+        if (d_bias) d_bias[ch] = sb;
     }
     return BT_OK;
 }
