@@ -51,6 +51,7 @@
 #include "biotrain/kernels_f32.h"
 #include "kernel_checks.h"
 #include "biotrain/bt_math.h"
+#include "biotrain/port.h"
 
 /* Cores with 32 scalar float registers and no vector unit get their own
  * blocks (conv2d_f32_small.h): the same order, fewer sums in flight. Define
@@ -320,31 +321,42 @@ static void fwd_block(int R, int VB, float *out, const float *in_g, const float 
 
 #endif
 
-bt_status bt_conv2d_forward_f32(float *restrict out, const float *restrict in,
-                                const float *restrict weight, const float *restrict bias,
-                                const bt_conv2d_shape *s)
-{
+/* One pass's arguments, handed to the workers of bt_port_parallel_for. Each
+ * worker gets a range of channels (output channels for forward and
+ * backward_weight, input channels for backward_input) and writes only
+ * those: every output value is built by one worker in the documented order,
+ * so the bits do not depend on the number of workers. */
+typedef struct {
+    float *out, *d_bias;
+    const float *in, *weight, *bias;
     geom g;
-    int n, grp, co0, oh, r;
-    BT_TRY(geom_init(&g, s));
-    BT_REQUIRE_PTR(out);
-    BT_REQUIRE_PTR(in);
-    BT_REQUIRE_PTR(weight);
+    int a, b, pad_ok;
+} conv_job;
+
+/* The groups that channels [cb, ce) (of cpg per group) touch, and the part
+ * [*lo, *hi) of group grp inside the range. */
+static void group_part(int grp, int cpg, int cb, int ce, int *lo, int *hi)
+{
+    *lo = grp * cpg > cb ? grp * cpg : cb;
+    *hi = (grp + 1) * cpg < ce ? (grp + 1) * cpg : ce;
+}
+
+static void fwd_range(void *arg, int cb, int ce, int worker)
+{
+    const conv_job *job = (const conv_job *)arg;
+    const geom g = job->g;
+    const int a = job->a, b = job->b;
+    const float *in = job->in, *weight = job->weight, *bias = job->bias;
+    float *out = job->out;
+    int n, grp, co0, oh, r, glo, ghi;
+    (void)worker;
     {
-        /* Interior [a, b): positions where every kw tap lies inside the row. */
-        int a = 0, b = 0;
-        if (g.sw == 1) {
-            int lo, hi;
-            tap_range(-g.pw, 1, g.w_in, g.wo, &lo, &hi);
-            a = lo;
-            tap_range((g.k_w - 1) * g.dw - g.pw, 1, g.w_in, g.wo, &lo, &hi);
-            b = hi;
-        }
         for (n = 0; n < g.n; ++n) {
-            for (grp = 0; grp < g.groups; ++grp) {
+            for (grp = cb / g.cog; grp * g.cog < ce; ++grp) {
                 const float *in_g = in + ((size_t)n * g.c_in + (size_t)grp * g.cig) * g.in_plane;
-                for (co0 = grp * g.cog; co0 < (grp + 1) * g.cog; co0 += r) {
-                    const int R = block_rows((grp + 1) * g.cog - co0);
+                group_part(grp, g.cog, cb, ce, &glo, &ghi);
+                for (co0 = glo; co0 < ghi; co0 += r) {
+                    const int R = block_rows(ghi - co0);
                     const int VB = b > a ? block_width(R, b - a) : 0;
                     const float *w_co = weight + (size_t)co0 * g.cig * g.taps;
                     const float *b_co = bias ? bias + co0 : NULL;
@@ -380,6 +392,33 @@ bt_status bt_conv2d_forward_f32(float *restrict out, const float *restrict in,
             }
         }
     }
+}
+
+bt_status bt_conv2d_forward_f32(float *restrict out, const float *restrict in,
+                                const float *restrict weight, const float *restrict bias,
+                                const bt_conv2d_shape *s)
+{
+    conv_job job;
+    BT_TRY(geom_init(&job.g, s));
+    BT_REQUIRE_PTR(out);
+    BT_REQUIRE_PTR(in);
+    BT_REQUIRE_PTR(weight);
+    job.out = out;
+    job.d_bias = NULL;
+    job.in = in;
+    job.weight = weight;
+    job.bias = bias;
+    job.pad_ok = 0;
+    /* Interior [a, b): positions where every kw tap lies inside the row. */
+    job.a = job.b = 0;
+    if (job.g.sw == 1) {
+        int lo, hi;
+        tap_range(-job.g.pw, 1, job.g.w_in, job.g.wo, &lo, &hi);
+        job.a = lo;
+        tap_range((job.g.k_w - 1) * job.g.dw - job.g.pw, 1, job.g.w_in, job.g.wo, &lo, &hi);
+        job.b = hi;
+    }
+    bt_port_parallel_for(job.g.c_out, fwd_range, &job);
     return BT_OK;
 }
 
@@ -546,34 +585,27 @@ static void bwi_block(int R, int VB, float *din, const float *dout_g, const floa
  * round-to-nearest x + y is -0 only if both are -0), and adding a zero to
  * any other value returns it unchanged. With an infinite or NaN weight,
  * w * 0 is NaN, so those calls take the reference loop at the row ends. */
-bt_status bt_conv2d_backward_input_f32(float *restrict d_in, const float *restrict d_out,
-                                       const float *restrict weight, const bt_conv2d_shape *s)
+static void bwi_range(void *arg, int cb, int ce, int worker)
 {
-    geom g;
-    int n, grp, cl0, ih, r;
-    BT_TRY(geom_init(&g, s));
-    BT_REQUIRE_PTR(d_in);
-    BT_REQUIRE_PTR(d_out);
-    BT_REQUIRE_PTR(weight);
+    const conv_job *job = (const conv_job *)arg;
+    const geom g = job->g;
+    const int a = job->a, b = job->b, pad_ok = job->pad_ok;
+    const float *d_out = job->in, *weight = job->weight;
+    float *d_in = job->out;
+    int n, grp, cl0, ih, r, glo, ghi;
+    (void)worker;
     {
-        /* Interior [a, b): input positions that every kw tap reaches from an
-         * output position inside the row (stride 1: ow = iw - off). */
-        int a = 0, b = 0, pad_ok = 0;
-        if (g.sw == 1) {
-            const int off_max = (g.k_w - 1) * g.dw - g.pw, off_min = -g.pw;
-            a = off_max > 0 ? off_max : 0;
-            b = g.wo + off_min < g.w_in ? g.wo + off_min : g.w_in;
-            pad_ok = !BT_CONV_SMALL_BLOCKS && (g.k_w - 1) * g.dw <= BWI_BUF - 128 &&
-                     all_finite(weight, (size_t)g.c_out * g.cig * g.taps);
-        }
         /* Gather by input row: each d_in row is owned by one iteration and
          * receives its terms in the documented order. */
         for (n = 0; n < g.n; ++n) {
-            for (grp = 0; grp < g.groups; ++grp) {
+            for (grp = cb / g.cig; grp * g.cig < ce; ++grp) {
                 const float *dout_g = d_out + ((size_t)n * g.c_out + (size_t)grp * g.cog) * g.out_plane;
                 const float *w_g = weight + (size_t)grp * g.cog * g.cig * g.taps;
-                for (cl0 = 0; cl0 < g.cig; cl0 += r) {
-                    const int R = block_rows(g.cig - cl0);
+                group_part(grp, g.cig, cb, ce, &glo, &ghi);
+                glo -= grp * g.cig; /* channels within the group */
+                ghi -= grp * g.cig;
+                for (cl0 = glo; cl0 < ghi; cl0 += r) {
+                    const int R = block_rows(ghi - cl0);
                     /* Padded blocks cover the whole row; plain ones the interior. */
                     const int VB = pad_ok ? block_width(R, g.w_in) : b > a ? block_width(R, b - a) : 0;
                     const int lo = pad_ok ? 0 : a, hi = pad_ok ? g.w_in : b;
@@ -611,6 +643,33 @@ bt_status bt_conv2d_backward_input_f32(float *restrict d_in, const float *restri
             }
         }
     }
+}
+
+bt_status bt_conv2d_backward_input_f32(float *restrict d_in, const float *restrict d_out,
+                                       const float *restrict weight, const bt_conv2d_shape *s)
+{
+    conv_job job;
+    const geom *g = &job.g;
+    BT_TRY(geom_init(&job.g, s));
+    BT_REQUIRE_PTR(d_in);
+    BT_REQUIRE_PTR(d_out);
+    BT_REQUIRE_PTR(weight);
+    job.out = d_in;
+    job.d_bias = NULL;
+    job.in = d_out;
+    job.weight = weight;
+    job.bias = NULL;
+    /* Interior [a, b): input positions that every kw tap reaches from an
+     * output position inside the row (stride 1: ow = iw - off). */
+    job.a = job.b = job.pad_ok = 0;
+    if (g->sw == 1) {
+        const int off_max = (g->k_w - 1) * g->dw - g->pw, off_min = -g->pw;
+        job.a = off_max > 0 ? off_max : 0;
+        job.b = g->wo + off_min < g->w_in ? g->wo + off_min : g->w_in;
+        job.pad_ok = !BT_CONV_SMALL_BLOCKS && (g->k_w - 1) * g->dw <= BWI_BUF - 128 &&
+                     all_finite(weight, (size_t)g->c_out * g->cig * g->taps);
+    }
+    bt_port_parallel_for(g->c_in, bwi_range, &job);
     return BT_OK;
 }
 
@@ -859,18 +918,16 @@ static void wg_run(float *restrict d_weight, const float *restrict d_out,
         for (j = 0; j < KB; ++j) d_weight[(size_t)(co0 + r) * wstride + (size_t)(t0 + j)] = acc[r * KB + j];
 }
 
-bt_status bt_conv2d_backward_weight_f32(float *restrict d_weight, float *restrict d_bias,
-                                        const float *restrict d_out, const float *restrict in,
-                                        const bt_conv2d_shape *s)
+static void bww_range(void *arg, int cb, int ce, int worker)
 {
-    geom g;
+    const conv_job *job = (const conv_job *)arg;
+    const geom g = job->g;
+    const float *d_out = job->weight, *in = job->in;
+    float *d_weight = job->out, *d_bias = job->d_bias;
     int co0, r, n, co;
-    BT_TRY(geom_init(&g, s));
-    BT_REQUIRE_PTR(d_weight);
-    BT_REQUIRE_PTR(d_out);
-    BT_REQUIRE_PTR(in);
+    (void)worker;
     if (d_bias) {
-        for (co = 0; co < g.c_out; ++co) {
+        for (co = cb; co < ce; ++co) {
             float acc = d_bias[co];
             for (n = 0; n < g.n; ++n) {
                 const float *dout_c = d_out + ((size_t)n * g.c_out + co) * g.out_plane;
@@ -888,8 +945,9 @@ bt_status bt_conv2d_backward_weight_f32(float *restrict d_weight, float *restric
          * R groups side by side. */
         const int direct = g.sw == 1 && g.dw == 1 && g.k_w >= 4;
         const int cross = !BT_CONV_SMALL_BLOCKS && direct && g.cog == 1 && g.k_w >= 16;
-        for (co0 = 0; co0 < g.c_out; co0 += r) {
-            const int left = cross ? g.c_out - co0 : (co0 / g.cog + 1) * g.cog - co0;
+        for (co0 = cb; co0 < ce; co0 += r) {
+            const int gend = (co0 / g.cog + 1) * g.cog;
+            const int left = cross || gend > ce ? ce - co0 : gend - co0;
             const int R = cross && g.k_w >= 64 ? (left >= 2 ? 2 : 1) : block_rows(left);
             r = R;
             if (direct) {
@@ -920,5 +978,23 @@ bt_status bt_conv2d_backward_weight_f32(float *restrict d_weight, float *restric
             }
         }
     }
+}
+
+bt_status bt_conv2d_backward_weight_f32(float *restrict d_weight, float *restrict d_bias,
+                                        const float *restrict d_out, const float *restrict in,
+                                        const bt_conv2d_shape *s)
+{
+    conv_job job;
+    BT_TRY(geom_init(&job.g, s));
+    BT_REQUIRE_PTR(d_weight);
+    BT_REQUIRE_PTR(d_out);
+    BT_REQUIRE_PTR(in);
+    job.out = d_weight;
+    job.d_bias = d_bias;
+    job.in = in;
+    job.weight = d_out;
+    job.bias = NULL;
+    job.a = job.b = job.pad_ok = 0;
+    bt_port_parallel_for(job.g.c_out, bww_range, &job);
     return BT_OK;
 }

@@ -41,6 +41,9 @@ int bt_port_workers(void);
 /* Host (and single-hart riscv) only: simulate `workers` workers (clamped to
  * 1 .. BT_PORT_MAX_WORKERS), run in descending worker order when `reverse`. */
 void bt_port_set_workers(int workers, int reverse);
+/* Host only: run only worker `id`'s chunk (-1: all). A test runs each worker
+ * alone and checks it writes its own channels and nothing else. */
+void bt_port_set_only_worker(int id);
 
 /* Worker `id`'s chunk [*begin, *end) of [0, n) split into `workers` near-equal
  * contiguous parts (the first n % workers get one more). */

@@ -18,6 +18,9 @@ const char *bt_port_counter_unit(void) { return "ns"; }
  * can be checked against one worker's, bit for bit. */
 static int n_workers = 1;
 static int run_reverse;
+static int only_worker = -1;
+
+void bt_port_set_only_worker(int id) { only_worker = id; }
 
 void bt_port_set_workers(int workers, int reverse)
 {
@@ -34,6 +37,7 @@ void bt_port_parallel_for(int n, bt_port_range_fn fn, void *arg)
     for (k = 0; k < n_workers; ++k) {
         const int id = run_reverse ? n_workers - 1 - k : k;
         int b, e;
+        if (only_worker >= 0 && id != only_worker) continue;
         bt_port_chunk(n, n_workers, id, &b, &e);
         if (b < e) fn(arg, b, e, id);
     }
