@@ -9,6 +9,7 @@ MODELS = {
     "mibminet": lambda norm: brt.models.mibminet(norm=norm),
     "epidenet": lambda norm: brt.models.epidenet(norm=norm),
     "eegnet": lambda norm: brt.models.eegnet(samples=250, norm=norm),
+    "emgnet_logenergy": lambda norm: brt.models.emgnet_logenergy(norm=norm),
 }
 
 
@@ -99,7 +100,8 @@ def test_tensor_bytes_match_shapes(name, make):
 
 
 @pytest.mark.parametrize("make", [lambda: brt.models.mibminet(), lambda: brt.models.epidenet(norm="batch"),
-                                  residual_net], ids=["mibminet", "epidenet-bn", "residual"])
+                                  lambda: brt.models.emgnet_logenergy(), residual_net],
+                         ids=["mibminet", "epidenet-bn", "emgnet_logenergy", "residual"])
 def test_peak_is_the_highest_byte_touched(make):
     """Give the session an arena 4 KiB larger than the plan, fill every byte
     that holds no parameter or optimizer state (and the guard past the peak)

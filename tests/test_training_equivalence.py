@@ -61,6 +61,8 @@ def make_model(name, norm):
         return brt.models.mibminet(norm=norm, seed=1)
     if name == "epidenet":
         return brt.models.epidenet(norm=norm, seed=2)
+    if name == "emgnet_logenergy":
+        return brt.models.emgnet_logenergy(norm=norm, seed=4)
     return brt.models.eegnet(samples=250, norm=norm, dropout=0.0, seed=3)
 
 
@@ -80,7 +82,7 @@ def rel_err(a, b):
     return float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 0.01))
 
 
-CASES = [(m, n) for m in ("mibminet", "epidenet", "eegnet") for n in ("group", "batch")]
+CASES = [(m, n) for m in ("mibminet", "epidenet", "eegnet", "emgnet_logenergy") for n in ("group", "batch")]
 
 
 @pytest.mark.parametrize("model,norm", CASES)
