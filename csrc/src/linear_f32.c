@@ -34,7 +34,24 @@ bt_status bt_linear_forward_f32(float *restrict out, const float *restrict in,
     for (i = 0; i < n; ++i) {
         const float *x = in + (size_t)i * in_f;
         float *y = out + (size_t)i * out_f;
-        for (o = 0; o < out_f; ++o) {
+        /* 4 outputs at a time share each load of x[k] */
+        for (o = 0; o + 4 <= out_f; o += 4) {
+            const float *w0 = weight + (size_t)o * in_f, *w1 = w0 + in_f, *w2 = w1 + in_f, *w3 = w2 + in_f;
+            float a0 = bias ? bias[o] : 0.0f, a1 = bias ? bias[o + 1] : 0.0f;
+            float a2 = bias ? bias[o + 2] : 0.0f, a3 = bias ? bias[o + 3] : 0.0f;
+            for (k = 0; k < in_f; ++k) {
+                const float xv = x[k];
+                a0 = bt_fmaf(xv, w0[k], a0);
+                a1 = bt_fmaf(xv, w1[k], a1);
+                a2 = bt_fmaf(xv, w2[k], a2);
+                a3 = bt_fmaf(xv, w3[k], a3);
+            }
+            y[o] = a0;
+            y[o + 1] = a1;
+            y[o + 2] = a2;
+            y[o + 3] = a3;
+        }
+        for (; o < out_f; ++o) {
             const float *w = weight + (size_t)o * in_f;
             float acc = bias ? bias[o] : 0.0f;
             for (k = 0; k < in_f; ++k) acc = bt_fmaf(x[k], w[k], acc);
@@ -78,10 +95,23 @@ bt_status bt_linear_backward_weight_f32(float *restrict d_weight, float *restric
     for (i = 0; i < n; ++i) {
         const float *x = in + (size_t)i * in_f;
         const float *dy = d_out + (size_t)i * out_f;
-        for (o = 0; o < out_f; ++o) {
+        if (d_bias)
+            for (o = 0; o < out_f; ++o) d_bias[o] += dy[o];
+        /* 4 weight rows at a time share each load of x[k] */
+        for (o = 0; o + 4 <= out_f; o += 4) {
+            const float g0 = dy[o], g1 = dy[o + 1], g2 = dy[o + 2], g3 = dy[o + 3];
+            float *d0 = d_weight + (size_t)o * in_f, *d1 = d0 + in_f, *d2 = d1 + in_f, *d3 = d2 + in_f;
+            for (k = 0; k < in_f; ++k) {
+                const float xv = x[k];
+                d0[k] = bt_fmaf(g0, xv, d0[k]);
+                d1[k] = bt_fmaf(g1, xv, d1[k]);
+                d2[k] = bt_fmaf(g2, xv, d2[k]);
+                d3[k] = bt_fmaf(g3, xv, d3[k]);
+            }
+        }
+        for (; o < out_f; ++o) {
             const float g = dy[o];
             float *dw = d_weight + (size_t)o * in_f;
-            if (d_bias) d_bias[o] += g;
             for (k = 0; k < in_f; ++k) dw[k] = bt_fmaf(g, x[k], dw[k]);
         }
     }
