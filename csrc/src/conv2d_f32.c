@@ -327,10 +327,10 @@ static void fwd_block(int R, int VB, float *out, const float *in_g, const float 
  * those: every output value is built by one worker in the documented order,
  * so the bits do not depend on the number of workers. */
 typedef struct {
-    float *out, *d_bias;
-    const float *in, *weight, *bias;
+    float *out, *d_in, *d_weight, *d_bias;        /* written (each pass: its own) */
+    const float *in, *d_out, *weight, *bias;      /* read */
     geom g;
-    int a, b, pad_ok;
+    int a, b, pad_ok; /* interior [a, b) of a row; backward_input: padded blocks allowed */
 } conv_job;
 
 /* The groups that channels [cb, ce) (of cpg per group) touch, and the part
@@ -398,19 +398,16 @@ bt_status bt_conv2d_forward_f32(float *restrict out, const float *restrict in,
                                 const float *restrict weight, const float *restrict bias,
                                 const bt_conv2d_shape *s)
 {
-    conv_job job;
+    conv_job job = {0};
     BT_TRY(geom_init(&job.g, s));
     BT_REQUIRE_PTR(out);
     BT_REQUIRE_PTR(in);
     BT_REQUIRE_PTR(weight);
     job.out = out;
-    job.d_bias = NULL;
     job.in = in;
     job.weight = weight;
     job.bias = bias;
-    job.pad_ok = 0;
     /* Interior [a, b): positions where every kw tap lies inside the row. */
-    job.a = job.b = 0;
     if (job.g.sw == 1) {
         int lo, hi;
         tap_range(-job.g.pw, 1, job.g.w_in, job.g.wo, &lo, &hi);
@@ -590,8 +587,8 @@ static void bwi_range(void *arg, int cb, int ce, int worker)
     const conv_job *job = (const conv_job *)arg;
     const geom g = job->g;
     const int a = job->a, b = job->b, pad_ok = job->pad_ok;
-    const float *d_out = job->in, *weight = job->weight;
-    float *d_in = job->out;
+    const float *d_out = job->d_out, *weight = job->weight;
+    float *d_in = job->d_in;
     int n, grp, cl0, ih, r, glo, ghi;
     (void)worker;
     {
@@ -648,20 +645,17 @@ static void bwi_range(void *arg, int cb, int ce, int worker)
 bt_status bt_conv2d_backward_input_f32(float *restrict d_in, const float *restrict d_out,
                                        const float *restrict weight, const bt_conv2d_shape *s)
 {
-    conv_job job;
+    conv_job job = {0};
     const geom *g = &job.g;
     BT_TRY(geom_init(&job.g, s));
     BT_REQUIRE_PTR(d_in);
     BT_REQUIRE_PTR(d_out);
     BT_REQUIRE_PTR(weight);
-    job.out = d_in;
-    job.d_bias = NULL;
-    job.in = d_out;
+    job.d_in = d_in;
+    job.d_out = d_out;
     job.weight = weight;
-    job.bias = NULL;
     /* Interior [a, b): input positions that every kw tap reaches from an
      * output position inside the row (stride 1: ow = iw - off). */
-    job.a = job.b = job.pad_ok = 0;
     if (g->sw == 1) {
         const int off_max = (g->k_w - 1) * g->dw - g->pw, off_min = -g->pw;
         job.a = off_max > 0 ? off_max : 0;
@@ -922,8 +916,8 @@ static void bww_range(void *arg, int cb, int ce, int worker)
 {
     const conv_job *job = (const conv_job *)arg;
     const geom g = job->g;
-    const float *d_out = job->weight, *in = job->in;
-    float *d_weight = job->out, *d_bias = job->d_bias;
+    const float *d_out = job->d_out, *in = job->in;
+    float *d_weight = job->d_weight, *d_bias = job->d_bias;
     int co0, r, n, co;
     (void)worker;
     if (d_bias) {
@@ -984,17 +978,15 @@ bt_status bt_conv2d_backward_weight_f32(float *restrict d_weight, float *restric
                                         const float *restrict d_out, const float *restrict in,
                                         const bt_conv2d_shape *s)
 {
-    conv_job job;
+    conv_job job = {0};
     BT_TRY(geom_init(&job.g, s));
     BT_REQUIRE_PTR(d_weight);
     BT_REQUIRE_PTR(d_out);
     BT_REQUIRE_PTR(in);
-    job.out = d_weight;
+    job.d_weight = d_weight;
     job.d_bias = d_bias;
     job.in = in;
-    job.weight = d_out;
-    job.bias = NULL;
-    job.a = job.b = job.pad_ok = 0;
+    job.d_out = d_out;
     bt_port_parallel_for(job.g.c_out, bww_range, &job);
     return BT_OK;
 }
