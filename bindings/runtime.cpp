@@ -237,7 +237,8 @@ struct Session {
                                   std::to_string(in.c) + ", " + std::to_string(in.h) + ", " + std::to_string(in.w) +
                                   ")");
     }
-    float train_step(const farray &x, const iarray &y) {
+    // train_step and grad_step share their checks and messages; `update` says which one runs.
+    float run_step(const farray &x, const iarray &y, bool update, const char *what) {
         if (y.ndim() != 1) throw py::value_error("labels must be 1-D, got shape " + shape_str(y));
         int n = (int)y.shape(0);
         check_x(x, n);
@@ -245,15 +246,29 @@ struct Session {
         bt_status st;
         {
             py::gil_scoped_release nogil;
-            st = bt_train_step(s.get(), &loss, x.data(), y.data(), n);
+            st = update ? bt_train_step(s.get(), &loss, x.data(), y.data(), n)
+                        : bt_grad_step(s.get(), &loss, x.data(), y.data(), n);
         }
         if (st == BT_ERR_SHAPE_MISMATCH && plan->p->has_batchnorm && n > plan->p->opts.micro_batch)
-            throw py::value_error("train_step: a batch of " + std::to_string(n) +
+            throw py::value_error(std::string(what) + ": a batch of " + std::to_string(n) +
                                   " exceeds the plan's batch of " + std::to_string(plan->p->opts.micro_batch) +
                                   ": batchnorm needs the whole batch in one pass; plan for this batch size");
-        check(st, "train_step", node_desc(s->error_node) + (s->error_node >= 0 ? ", " : "") + "x " + shape_str(x) +
-                                    ", labels " + shape_str(y) + "; parameters unchanged");
+        check(st, what, node_desc(s->error_node) + (s->error_node >= 0 ? ", " : "") + "x " + shape_str(x) +
+                            ", labels " + shape_str(y) + "; parameters unchanged");
         return loss;
+    }
+    float train_step(const farray &x, const iarray &y) { return run_step(x, y, true, "train_step"); }
+    float grad_step(const farray &x, const iarray &y) { return run_step(x, y, false, "grad_step"); }
+    void apply_update() {
+        check(bt_apply_update(s.get()), "apply_update", "a gradient is not finite; parameters unchanged");
+    }
+    py::array grad(int node, int which) {
+        size_t numel = 0;
+        float *ptr = bt_session_grad(s.get(), node, which, &numel);
+        if (!ptr)
+            throw py::value_error("node " + std::to_string(node) + " has no trainable parameter " +
+                                  std::to_string(which) + " in this plan");
+        return py::array_t<float>({(py::ssize_t)numel}, {(py::ssize_t)sizeof(float)}, ptr, py::cast(this));
     }
     farray forward(const farray &x) {
         if (x.ndim() < 1) throw py::value_error("input x must have a batch axis, got shape " + shape_str(x));
@@ -334,6 +349,12 @@ void bind_runtime(py::module_ &m) {
         .def_property_readonly("lr", [](const Session &s) { return s.s->opt.lr; })
         .def_property_readonly("steps", [](const Session &s) { return s.s->opt_state.step; })
         .def("train_step", &Session::train_step, py::arg("x"), py::arg("y"))
+        .def("grad_step", &Session::grad_step, py::arg("x"), py::arg("y"),
+             "Forward and backward only: the batch's mean gradient, read through grad(), no update.")
+        .def("apply_update", &Session::apply_update,
+             "The optimizer step from the gradients grad() now holds (after grad_step, possibly edited).")
+        .def("grad", &Session::grad, py::arg("node"), py::arg("which"))
+        .def_property_readonly("n_trainable", [](const Session &s) { return bt_session_n_trainable(s.s.get()); })
         .def("forward", &Session::forward, py::arg("x"))
         .def("checksum", [](const Session &s) { return bt_session_param_checksum(s.s.get()); });
 }

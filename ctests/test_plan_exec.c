@@ -91,12 +91,23 @@ static void init_params(bt_session *s)
         }
 }
 
+static void copy_params(bt_session *dst, bt_session *src)
+{
+    int v, k;
+    for (v = 0; v < g.n_nodes; ++v)
+        for (k = 0; k < 4; ++k) {
+            size_t n = 0;
+            float *p = bt_session_param(src, v, k, &n);
+            if (p) memcpy(bt_session_param(dst, v, k, NULL), p, n * sizeof(float));
+        }
+}
+
 static void run_training(int batch, int micro, bt_optim_kind kind, const char *what)
 {
     bt_plan_opts po;
     bt_optim_cfg oc;
-    bt_session s;
-    uint8_t *arena;
+    bt_session s, s2;
+    uint8_t *arena, *arena2;
     float *x;
     int32_t *y;
     int i, step, numel = (int)bt_node_numel(&g.nodes[0]);
@@ -108,12 +119,16 @@ static void run_training(int batch, int micro, bt_optim_kind kind, const char *w
     oc.weight_decay = 1e-4f; oc.beta1 = 0.9f; oc.beta2 = 0.999f; oc.eps = 1e-8f;
     EXPECT(bt_plan_build(&plan, &g, &po) == BT_OK);
     arena = (uint8_t *)malloc(plan.peak_bytes);
+    arena2 = (uint8_t *)malloc(plan.peak_bytes);
     x = (float *)malloc(sizeof(float) * (size_t)numel * (size_t)batch);
     y = (int32_t *)malloc(sizeof(int32_t) * (size_t)batch);
     /* an arena one byte short is refused */
     EXPECT(bt_session_init(&s, &g, &plan, arena, plan.peak_bytes - 1, &oc, 1) == BT_ERR_ARENA_TOO_SMALL);
     EXPECT(bt_session_init(&s, &g, &plan, arena, plan.peak_bytes, &oc, 1) == BT_OK);
     init_params(&s);
+    /* a twin session steps through the split API: grad then update */
+    EXPECT(bt_session_init(&s2, &g, &plan, arena2, plan.peak_bytes, &oc, 1) == BT_OK);
+    copy_params(&s2, &s);
     for (i = 0; i < numel * batch; ++i) x[i] = frand();
     for (i = 0; i < batch; ++i) y[i] = i % g.classes;
     for (step = 0; step < 8; ++step) {
@@ -121,6 +136,29 @@ static void run_training(int batch, int micro, bt_optim_kind kind, const char *w
         EXPECT(st == BT_OK);
         if (st != BT_OK) { fprintf(stderr, "%s: step failed: %s at node %d\n", what, bt_status_str(st), s.error_node); break; }
         if (step == 0) first = loss;
+        {
+            float loss2 = 0.0f;
+            EXPECT(bt_grad_step(&s2, &loss2, x, y, batch) == BT_OK);
+            EXPECT(bt_apply_update(&s2) == BT_OK);
+            EXPECT(loss2 == loss);
+            EXPECT(bt_session_param_checksum(&s2) == bt_session_param_checksum(&s));
+        }
+    }
+    /* a non-finite gradient is refused by the update and changes nothing */
+    {
+        int v = 1;
+        size_t n = 0;
+        uint32_t c2;
+        float *gr = NULL;
+        EXPECT(bt_grad_step(&s2, &loss, x, y, batch) == BT_OK);
+        c2 = bt_session_param_checksum(&s2);
+        while (v < g.n_nodes && !(gr = bt_session_grad(&s2, v, 0, &n))) ++v; /* the first trainable layer */
+        EXPECT(gr != NULL && n > 0);
+        if (gr) gr[n - 1] = INFINITY;
+        EXPECT(bt_apply_update(&s2) == BT_ERR_DIVERGED);
+        EXPECT(bt_session_param_checksum(&s2) == c2);
+        EXPECT(bt_session_grad(&s2, 0, 0, &n) == NULL); /* the input node has no gradient */
+        EXPECT(bt_session_n_trainable(&s2) > 0);
     }
     EXPECT(loss < first); /* fitting one fixed batch: the loss falls */
     /* bad batches are refused and leave the parameters unchanged */
@@ -142,7 +180,7 @@ static void run_training(int batch, int micro, bt_optim_kind kind, const char *w
     printf("%s: peak %lu B, live peak %lu B, naive %lu B, first loss %.4f, loss after 8 steps %.4f\n", what,
            (unsigned long)plan.peak_bytes, (unsigned long)plan.live_peak_bytes, (unsigned long)plan.naive_bytes,
            (double)first, (double)loss);
-    free(arena); free(x); free(y);
+    free(arena); free(arena2); free(x); free(y);
 }
 
 static void set_all_trainable(int t)

@@ -236,3 +236,97 @@ def test_state_dict_reads_live_weights_and_load_pushes():
     net.load_state_dict(sd0)
     assert np.array_equal(np.asarray(tr.session.param(net.index("classifier"), 0)),
                           sd0["classifier.weight"].reshape(-1))
+
+
+# ------------------------------------------------- split steps: gradients, apply_gradients
+def _logenergy_batch(n=6, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.uniform(0, 2.5, (n, 1, 8, 8)).astype(np.float32), rng.integers(0, 6, n)
+
+
+def test_gradients_match_torch_autograd_without_updating():
+    torch.manual_seed(3)
+    tm = Residual()
+    net = brt.from_torch(tm, input_shape=(4, 64))
+    x = np.random.default_rng(2).standard_normal((5, 4, 64)).astype(np.float32)
+    y = np.array([0, 1, 2, 1, 0])
+    tr = brt.Trainer(net, optimizer=brt.Adam(lr=1e-2), batch_size=5)
+    before = net.state_dict()
+    g = tr.gradients(x, y)
+    after = net.state_dict()
+    assert all(np.array_equal(before[k], after[k]) for k in before)
+    tm.zero_grad()
+    nn.functional.cross_entropy(tm(torch.from_numpy(x)), torch.from_numpy(y)).backward()
+    ref = {k: p.grad.numpy() for k, p in tm.named_parameters()}
+    assert set(g) == set(ref)
+    for k in ref:
+        np.testing.assert_allclose(g[k], ref[k].reshape(g[k].shape), rtol=2e-4, atol=2e-6, err_msg=k)
+
+
+@pytest.mark.parametrize("opt", [brt.SGD(lr=0.05, momentum=0.9), brt.Adam(lr=3e-3)])
+def test_gradients_then_apply_gives_the_bits_of_step(opt):
+    def run(split):
+        net = brt.models.emgnet_logenergy(seed=1)
+        tr = brt.Trainer(net, optimizer=opt, batch_size=6, seed=0)
+        for i in range(5):
+            x, y = _logenergy_batch(seed=i)
+            if split:
+                tr.apply_gradients(tr.gradients(x, y))
+            else:
+                tr.step(x, y)
+        return tr.checksum(), net.state_dict()
+    (c0, s0), (c1, s1) = run(False), run(True)
+    assert c0 == c1
+    for k in s0:
+        assert np.array_equal(s0[k], s1[k]), k
+
+
+def test_apply_gradients_uses_the_given_values():
+    net = brt.models.emgnet_logenergy(seed=2)
+    tr = brt.Trainer(net, optimizer=brt.SGD(lr=0.5), strategy="last", batch_size=6)
+    x, y = _logenergy_batch()
+    g = tr.gradients(x, y)
+    assert set(g) == {"classifier.weight", "classifier.bias"}
+    rng = np.random.default_rng(5)
+    edited = {k: rng.standard_normal(v.shape).astype(np.float32) for k, v in g.items()}
+    w0 = net.state_dict()
+    tr.apply_gradients(edited)
+    w1 = net.state_dict()
+    for k in edited:  # plain SGD: w - lr * g, one float32 rounding
+        np.testing.assert_array_equal(w1[k], (w0[k] - np.float32(0.5) * edited[k]).astype(np.float32))
+    assert np.array_equal(w0["spatial.weight"], w1["spatial.weight"])
+
+
+def test_apply_gradients_refuses_bad_gradients_and_changes_nothing():
+    net = brt.models.emgnet_logenergy(seed=2)
+    tr = brt.Trainer(net, optimizer=brt.Adam(lr=1e-2), batch_size=6)
+    x, y = _logenergy_batch()
+    g = tr.gradients(x, y)
+    w0, c0 = net.state_dict(), tr.checksum()
+    missing = dict(g)
+    missing.pop("classifier.bias")
+    with pytest.raises(ValueError, match="no gradient for trainable parameter 'classifier.bias'"):
+        tr.apply_gradients(missing)
+    with pytest.raises(ValueError, match=r"'spatial.weight' has shape \(3,\)"):
+        tr.apply_gradients({**g, "spatial.weight": np.zeros(3, np.float32)})
+    nan = {**g, "mix.weight": np.full_like(g["mix.weight"], np.nan)}
+    with pytest.raises(ValueError, match="'mix.weight' contains NaN"):
+        tr.apply_gradients(nan)
+    with pytest.raises(ValueError, match="not trainable"):
+        tr.apply_gradients({**g, "nope.weight": np.zeros(1, np.float32)})
+    assert tr.checksum() == c0
+    assert all(np.array_equal(w0[k], net.state_dict()[k]) for k in w0)
+    with pytest.raises(ValueError, match="Trainer.gradients: label 9"):
+        tr.gradients(x, np.array([0, 1, 2, 3, 4, 9]))
+
+
+def test_core_apply_update_refuses_a_non_finite_gradient():
+    net = brt.models.emgnet_logenergy(seed=2)
+    tr = brt.Trainer(net, optimizer=brt.SGD(lr=0.1), batch_size=6)
+    x, y = _logenergy_batch()
+    tr.session.grad_step(x, y.astype(np.int32))
+    c0 = tr.checksum()
+    tr.session.grad(net.index("classifier"), 0)[3] = np.inf
+    with pytest.raises(Exception, match="apply_update"):
+        tr.session.apply_update()
+    assert tr.checksum() == c0

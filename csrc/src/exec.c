@@ -85,6 +85,28 @@ float *bt_session_param(bt_session *s, int node, int which, size_t *numel)
     return tensor_f32(s, t);
 }
 
+float *bt_session_grad(bt_session *s, int node, int which, size_t *numel)
+{
+    int t;
+    if (!s || node < 0 || node >= s->g->n_nodes || which < 0 || which >= BT_MAX_PARAMS_PER_NODE)
+        return NULL;
+    t = s->p->nodes[node].pgrad[which];
+    if (t < 0) return NULL;
+    if (numel) *numel = bt_node_param_numel(s->g, node, which);
+    return tensor_f32(s, t);
+}
+
+size_t bt_session_n_trainable(const bt_session *s)
+{
+    size_t n = 0;
+    int v, k;
+    if (!s) return 0;
+    for (v = 0; v < s->g->n_nodes; ++v)
+        for (k = 0; k < BT_MAX_PARAMS_PER_NODE; ++k)
+            if (s->p->nodes[v].pgrad[k] >= 0) n += bt_node_param_numel(s->g, v, k);
+    return n;
+}
+
 bt_status bt_session_set_lr(bt_session *s, float lr)
 {
     if (!s) return BT_ERR_NULL_POINTER;
@@ -345,7 +367,9 @@ static bt_status update(bt_session *s)
     return BT_OK;
 }
 
-bt_status bt_train_step(bt_session *s, float *loss, const float *x, const int32_t *labels, int batch)
+/* Forward and backward over the batch: the mean gradient lands in the
+ * gradient buffers (zeroed first). Nothing is updated. */
+static bt_status grad_pass(bt_session *s, float *loss, const float *x, const int32_t *labels, int batch)
 {
     const bt_graph *g;
     const bt_plan *p;
@@ -374,34 +398,59 @@ bt_status bt_train_step(bt_session *s, float *loss, const float *x, const int32_
         const float *xs = x + (size_t)start * bt_node_numel(&g->nodes[0]);
         int32_t *lab = (int32_t *)tensor_raw(s, p->labels);
         float *probs = tensor_f32(s, p->probs);
-        if ((st = forward_pass(s, xs, rows, 1)) != BT_OK) goto fail;
+        if ((st = forward_pass(s, xs, rows, 1)) != BT_OK) return st;
         plan_check_step(s, STEP_LOSS(n));
         memcpy(lab, labels + start, (size_t)rows * sizeof(int32_t));
         st = bt_cross_entropy_forward_f32(&mb_loss, probs, tensor_f32(s, p->nodes[n - 1].out), lab, rows,
                                           g->classes);
-        if (st != BT_OK) goto fail;
+        if (st != BT_OK) return st;
         total += mb_loss * ((float)rows / (float)batch);
         if (!any_trainable) continue;
         st = bt_cross_entropy_backward_f32(tensor_f32(s, p->nodes[n - 1].dout), probs, lab,
                                            (float)rows / (float)batch, rows, g->classes);
-        if (st != BT_OK) goto fail;
+        if (st != BT_OK) return st;
         for (v = n - 1; v >= 1; --v) {
             if (!p->nodes[v].run_backward) continue;
             plan_check_step(s, STEP_BWD(n, v));
-            if ((st = backward_node(s, v, rows)) != BT_OK) { s->error_node = v; goto fail; }
+            if ((st = backward_node(s, v, rows)) != BT_OK) { s->error_node = v; return st; }
         }
-    }
-    plan_check_step(s, STEP_OPT(n));
-    if (any_trainable) {
-        /* A non-finite gradient (a diverging run) leaves the weights as they were. */
-        if (!grads_finite(s)) { st = BT_ERR_DIVERGED; goto fail; }
-        if ((st = update(s)) != BT_OK) goto fail;
     }
     s->last_loss = total;
     if (loss) *loss = total;
-    plan_check_end(s);
     return BT_OK;
-fail:
+}
+
+/* The update from whatever the gradient buffers hold. A non-finite gradient
+ * (a diverging run) leaves the weights as they were. */
+static bt_status update_pass(bt_session *s)
+{
+    plan_check_step(s, STEP_OPT(s->g->n_nodes));
+    if (!grads_finite(s)) return BT_ERR_DIVERGED;
+    return update(s);
+}
+
+bt_status bt_train_step(bt_session *s, float *loss, const float *x, const int32_t *labels, int batch)
+{
+    bt_status st = grad_pass(s, loss, x, labels, batch);
+    if (st == BT_OK && bt_session_n_trainable(s) > 0) st = update_pass(s);
+    plan_check_end(s);
+    return st;
+}
+
+bt_status bt_grad_step(bt_session *s, float *loss, const float *x, const int32_t *labels, int batch)
+{
+    bt_status st = grad_pass(s, loss, x, labels, batch);
+    plan_check_end(s);
+    return st;
+}
+
+bt_status bt_apply_update(bt_session *s)
+{
+    bt_status st;
+    if (!s) return BT_ERR_NULL_POINTER;
+    s->error_node = -1;
+    if (bt_session_n_trainable(s) == 0) return BT_OK;
+    st = update_pass(s);
     plan_check_end(s);
     return st;
 }

@@ -204,26 +204,71 @@ class Trainer:
                 return x, y32
         return None
 
-    def step(self, x, y) -> float:
-        """One optimizer step over the batch (x, y); returns the mean loss
-        before the update. A refused step leaves the parameters unchanged."""
+    def _run(self, x, y, where: str, update: bool) -> float:
         ready = self._ready_batch(x, y)
         if ready is None:
-            x = self._as_x(x, "Trainer.step")
-            y = self._as_y(y, x.shape[0], "Trainer.step")
+            x = self._as_x(x, where)
+            y = self._as_y(y, x.shape[0], where)
         else:
             x, y = ready
         if x.shape[0] > self.batch_size and self._core_plan.has_batchnorm:
-            raise ValueError(f"Trainer.step: a batch of {x.shape[0]} exceeds batch_size={self.batch_size}, "
+            raise ValueError(f"{where}: a batch of {x.shape[0]} exceeds batch_size={self.batch_size}, "
                              "which batchnorm's plan was made for")
         try:
-            return float(self.session.train_step(x, y))
+            return float(self.session.train_step(x, y) if update else self.session.grad_step(x, y))
         except ValueError:
             if ready is not None:
                 # The core refused the values: the full checks name the sample or label.
-                self._as_x(x, "Trainer.step")
-                self._as_y(y, x.shape[0], "Trainer.step")
+                self._as_x(x, where)
+                self._as_y(y, x.shape[0], where)
             raise
+
+    def step(self, x, y) -> float:
+        """One optimizer step over the batch (x, y); returns the mean loss
+        before the update. A refused step leaves the parameters unchanged."""
+        return self._run(x, y, "Trainer.step", update=True)
+
+    def _trainable_params(self):
+        for i in self.trainable_nodes:
+            l = self.net.layers[i]
+            for k, name in enumerate(PARAM_NAMES[:2]):
+                if name in l.params:
+                    yield i, k, f"{l.name}.{name}", l.params[name].shape
+
+    def gradients(self, x, y) -> Dict[str, np.ndarray]:
+        """The mean gradient of the loss over the batch (x, y) for every
+        trainable parameter, keyed like ``state_dict`` ("layer.weight");
+        the parameters are not updated. With :meth:`apply_gradients` it is
+        one :meth:`step`, split so that gradients can be combined in
+        between (meta-learning, averaging over devices)."""
+        self._run(x, y, "Trainer.gradients", update=False)
+        return {key: np.array(self.session.grad(i, k), copy=True).reshape(shape)
+                for i, k, key, shape in self._trainable_params()}
+
+    def apply_gradients(self, grads: Dict[str, np.ndarray]) -> None:
+        """One optimizer step (with its state: momentum, Adam moments) from the
+        given gradients, one per trainable parameter as :meth:`gradients`
+        returns them. Nothing changes if one is missing, misshapen or not finite."""
+        todo = []
+        for i, k, key, shape in self._trainable_params():
+            if key not in grads:
+                raise ValueError(f"Trainer.apply_gradients: no gradient for trainable parameter '{key}' "
+                                 f"of shape {shape}; pass one per key of Trainer.gradients()")
+            g = np.asarray(grads[key], dtype=np.float32)
+            if g.shape != tuple(shape):
+                raise ValueError(f"Trainer.apply_gradients: gradient for '{key}' has shape {g.shape}, "
+                                 f"the parameter has {tuple(shape)}")
+            if not np.isfinite(g).all():
+                raise ValueError(f"Trainer.apply_gradients: gradient for '{key}' contains NaN or Inf; "
+                                 "the parameters are unchanged")
+            todo.append((i, k, g))
+        extra = set(grads) - {key for _, _, key, _ in self._trainable_params()}
+        if extra:
+            raise ValueError(f"Trainer.apply_gradients: {sorted(extra)[:4]} are not trainable parameters under "
+                             f"strategy {self.strategy!r}")
+        for i, k, g in todo:
+            self.session.grad(i, k)[...] = g.reshape(-1)
+        self.session.apply_update()
 
     def fit(self, X, y, epochs: int = 1, shuffle: bool = True, progress: bool = True,
             drop_last: Optional[bool] = None) -> Dict[str, list]:

@@ -39,12 +39,29 @@ bt_status bt_session_init(bt_session *s, const bt_graph *g, const bt_plan *p, vo
  * 3 running var) in the arena, and its element count; NULL if absent. */
 float *bt_session_param(bt_session *s, int node, int which, size_t *numel);
 
+/* Pointer to the gradient of a trainable parameter (NULL if the parameter is
+ * frozen or absent). The planner keeps gradient buffers for the whole step,
+ * so the values stay until the next bt_grad_step or bt_train_step. */
+float *bt_session_grad(bt_session *s, int node, int which, size_t *numel);
+
+/* Number of trainable parameter values (0 for strategy "none"). */
+size_t bt_session_n_trainable(const bt_session *s);
+
 bt_status bt_session_set_lr(bt_session *s, float lr);
 
 /* One optimizer step over x [batch, c, h, w] with labels [batch]. *loss gets
  * the mean cross-entropy over the batch (before the update). */
 bt_status bt_train_step(bt_session *s, float *loss, const float *x, const int32_t *labels,
                         int batch);
+
+/* The two halves of bt_train_step, for callers that combine gradients
+ * themselves (meta-learning, averaging gradients across devices):
+ * bt_grad_step leaves the batch's mean gradient in the gradient buffers and
+ * updates nothing; bt_apply_update applies the optimizer to whatever the
+ * buffers hold (BT_ERR_DIVERGED, weights untouched, if any is not finite).
+ * bt_grad_step then bt_apply_update gives the bits of bt_train_step. */
+bt_status bt_grad_step(bt_session *s, float *loss, const float *x, const int32_t *labels, int batch);
+bt_status bt_apply_update(bt_session *s);
 
 /* Inference (batchnorm in eval mode, dropout off): logits [n, classes]. */
 bt_status bt_forward(bt_session *s, float *logits, const float *x, int n);
