@@ -234,3 +234,27 @@ def test_cli_plan_command(capsys, tmp_path):
     png = tmp_path / "p.png"
     assert cli.main(["plan", "--model", "mibminet", "--plot", str(png)]) == 0
     assert "arena peak" in capsys.readouterr().out and png.exists()
+
+
+def test_meta_pretraining_never_sees_the_held_out_subject(tmp_path):
+    from biotrain_rt.calibrate import meta_tasks, pretrain
+    from biotrain_rt.meta import MetaConfig
+    ds = prepare(load_uci_emg(), CalibrationConfig())
+    tasks = meta_tasks(ds, [1, 3, 4], 10)
+    assert len(tasks) == 3
+    for s, (sup, qry) in zip([1, 3, 4], tasks):
+        np.testing.assert_array_equal(sup, first_k_per_class(ds, s, 1, 10))
+        assert set(ds.subject[qry]) == {s} and set(ds.session[qry]) == {2}
+    cfg = quick_cfg(meta=MetaConfig(episodes=3, inner_steps=2))
+    a = pretrain(cfg, ds, 5, str(tmp_path)).state_dict()
+    # the held-out subject's windows changed to garbage: the pretrained weights must not move
+    X = ds.X.copy()
+    X[ds.subject == 5] = 9.0
+    import dataclasses
+    b = pretrain(cfg, dataclasses.replace(ds, X=X), 5, None).state_dict()
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k])
+    # the cache tells meta-learned from plain pretrained models apart
+    plain = pretrain(quick_cfg(), ds, 5, str(tmp_path)).state_dict()
+    assert not np.array_equal(plain["spatial.weight"], a["spatial.weight"])
+    assert len(os.listdir(tmp_path)) == 2

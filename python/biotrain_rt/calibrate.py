@@ -41,6 +41,7 @@ import numpy as np
 
 from . import models
 from .data import Dataset, load_npz, load_uci_emg, log_energy
+from .meta import MetaConfig, meta_train
 from .optim import SGD, Adam
 from .trainer import Trainer
 
@@ -83,6 +84,10 @@ class CalibrationConfig:
     holdout_per_class: int = 2        # of those, the last ones are held out to decide whether to keep the adaptation
     holdout_gap: int = 1              # windows before the hold-out left out of both (windows overlap by 50 %)
     pretrain: StrategyConfig = field(default_factory=lambda: StrategyConfig(lr=3e-3, epochs=20, batch_size=64))
+    # after pretraining: first-order MAML over the training subjects (meta.py); each episode
+    # calibrates a copy on one subject's first k_per_class windows per class of session 1 and
+    # learns from its loss on that subject's session 2
+    meta: MetaConfig = field(default_factory=MetaConfig)
     adapt: Dict[str, StrategyConfig] = field(default_factory=lambda: {
         "last": StrategyConfig(lr=1e-2, epochs=30, batch_size=10),
         "full": StrategyConfig(lr=2e-3, epochs=50, batch_size=10),
@@ -254,7 +259,29 @@ def safe_adapt(net, strategy: str, sc: StrategyConfig, ds: Dataset, calib: np.nd
 
 
 # ---------------------------------------------------------------- the run
+def meta_tasks(ds: Dataset, subjects: Sequence[int], k: int) -> List[tuple]:
+    """One meta-learning task per training subject: its calibration set
+    (first k windows per class of session 1) as support, its session 2 (or,
+    without one, the rest of its data) as query. Subjects too short for the
+    calibration set are skipped."""
+    tasks = []
+    for s in subjects:
+        try:
+            sup = first_k_per_class(ds, s, 1, k)
+        except ValueError:
+            continue
+        qry = np.flatnonzero((ds.subject == s) & (ds.session == 2))
+        if len(qry) == 0:
+            qry = np.setdiff1d(np.flatnonzero(ds.subject == s), sup)
+        if len(qry):
+            tasks.append((sup, qry))
+    return tasks
+
+
 def pretrain(cfg: CalibrationConfig, ds: Dataset, held_out: int, cache_dir: Optional[str]):
+    """The subject-independent model for one fold: ordinary pretraining on
+    every other subject, then (if ``cfg.meta.episodes``) meta-learning on
+    them. The held-out subject is never seen."""
     train = np.flatnonzero(ds.subject != held_out)
     net = make_model(cfg, ds, seed=cfg.seed)
     key = None
@@ -262,9 +289,14 @@ def pretrain(cfg: CalibrationConfig, ds: Dataset, held_out: int, cache_dir: Opti
         import hashlib
         # only what decides the pretrained weights: not the adaptation settings
         pre = {k: cfg.to_dict()[k] for k in ("model", "features", "block", "decimate", "scale", "pretrain", "seed")}
+        if cfg.meta.episodes:
+            pre.update(meta=dataclasses.asdict(cfg.meta), k_per_class=cfg.k_per_class)
         h = hashlib.sha256(json.dumps(pre, sort_keys=True, default=str).encode())
         h.update(ds.X[train].tobytes())
         h.update(ds.y[train].tobytes())
+        if cfg.meta.episodes:
+            h.update(ds.session[train].tobytes())
+            h.update(ds.subject[train].tobytes())
         key = os.path.join(cache_dir, f"pretrained_{cfg.model}_s{held_out}_{h.hexdigest()[:16]}.npz")
         if os.path.exists(key):
             with np.load(key) as f:
@@ -274,6 +306,11 @@ def pretrain(cfg: CalibrationConfig, ds: Dataset, held_out: int, cache_dir: Opti
                  seed=cfg.seed)
     tr.fit(ds.X[train], ds.y[train], epochs=cfg.pretrain.epochs, progress=False)
     tr.release()
+    if cfg.meta.episodes:
+        others = [int(s) for s in np.unique(ds.subject[train])]
+        tasks = meta_tasks(ds, others, cfg.k_per_class)
+        meta_train(net, ds.X, ds.y, tasks, cfg.meta, make_copy=lambda: make_model(cfg, ds, seed=cfg.seed),
+                   seed=cfg.seed, pool=train)
     if key:
         os.makedirs(cache_dir, exist_ok=True)
         np.savez(key, **net.state_dict())
@@ -493,6 +530,8 @@ def _run_cli(args, demo: bool) -> int:
         cfg.strategies = tuple(args.strategies.split(","))
     if args.pretrain_epochs is not None:
         cfg.pretrain.epochs = args.pretrain_epochs
+    if args.meta_episodes is not None:
+        cfg.meta = dataclasses.replace(cfg.meta, episodes=args.meta_episodes)
     res = calibrate(None if demo else args.data, cfg, subjects=args.subjects, cache_dir=args.cache,
                     progress=not args.quiet)
     paths = write_results(res, args.out)
@@ -518,6 +557,8 @@ def add_calibrate_commands(sub) -> None:
         p.add_argument("--model", default=None,
                        help="zoo model (default: emgnet_logenergy for log_energy, emgnet for raw)")
         p.add_argument("--pretrain-epochs", type=int, default=None)
+        p.add_argument("--meta-episodes", type=int, default=None,
+                       help="meta-learning episodes after pretraining (0 turns the phase off)")
         p.add_argument("--seed", type=int, default=0)
         p.add_argument("--cache", default=None, help="directory to keep pretrained models in")
         p.add_argument("--out", default=".", help="where results.json and calibration.png go")
