@@ -33,8 +33,8 @@ import numpy as np
 from .. import _core
 from ..network import PARAM_NAMES
 from ..reference import fixed as qref
-from .firmware import (FORMAT_VERSION, FirmwareExport, _as_samples, _c_comment, _c_layer, _c_string, _hex_rows,
-                       _int_rows, _target, core_graph_from_layers, layers_of, memory_budget)
+from .firmware import (FORMAT_VERSION, FirmwareExport, _as_samples, _c_comment, _c_layer, _c_main, _c_string,
+                       _hex_rows, _int_rows, _target, core_graph_from_layers, layers_of, memory_budget)
 
 P = 4   # BT_MAX_PARAMS_PER_NODE (plan.h): the width of the per-parameter scale tables
 #: Code of the fixed-point application (the integer executor links every
@@ -160,7 +160,7 @@ def firmware_fixed(trainer, out_dir, samples, steps: int = 10, batch_size: Optio
                                     cal_rounds, len(cal_idx), n_nodes))
     write("bt_fw_model.c", _model_c(net.name, shape, layers, trainable, popts, opt_q, params, state))
     write("bt_fw_data.c", _data_c(xq, ys, xtq, y_test, xcal, ycal, numel))
-    write("main.c", _MAIN_C)
+    write("main.c", _c_main(_MAIN_C))
 
     manifest = {
         "format": FORMAT_VERSION, "dtype": "fixed", "model": net.name, "target": target,
@@ -420,19 +420,7 @@ static union {
 } arena;
 static int8_t logits[BT_FW_N_TEST_ALLOC * BT_FW_CLASSES];
 
-/* The integer-only printf has no 64-bit conversion: format by hand. */
-static const char *u64_str(uint64_t v, char buf[21])
-{
-    char tmp[21];
-    int n = 0, i;
-    do {
-        tmp[n++] = (char)('0' + (int)(v % 10u));
-        v /= 10u;
-    } while (v != 0u);
-    for (i = 0; i < n; ++i) buf[i] = tmp[n - 1 - i];
-    buf[n] = '\0';
-    return buf;
-}
+@U64_STR@
 
 static uint32_t fnv_bytes(uint32_t h, const void *p, size_t n)
 {
@@ -578,36 +566,5 @@ static int fw_run(void)
     return 0;
 }
 
-#if defined(BT_FW_GAP9)
-/* GAP9 (untested): the fabric controller opens the cluster and runs the
- * training there, on the cluster controller core. */
-#include "pmsis.h"
-
-static int fw_status = -1;
-
-static void cluster_entry(void *arg)
-{
-    (void)arg;
-    fw_status = fw_run();
-}
-
-static void fabric_entry(void)
-{
-    struct pi_device cluster;
-    struct pi_cluster_conf conf;
-    struct pi_cluster_task task;
-    pi_cluster_conf_init(&conf);
-    pi_open_from_conf(&cluster, &conf);
-    if (pi_cluster_open(&cluster)) pmsis_exit(-1);
-    pi_cluster_task(&task, cluster_entry, NULL);
-    task.stack_size = 8192;
-    pi_cluster_send_task_to_cl(&cluster, &task);
-    pi_cluster_close(&cluster);
-    pmsis_exit(fw_status);
-}
-
-int main(void) { return pmsis_kickoff((void *)fabric_entry); }
-#else
-int main(void) { return fw_run(); }
-#endif
+@ENTRY@
 """
