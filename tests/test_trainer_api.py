@@ -330,3 +330,12 @@ def test_core_apply_update_refuses_a_non_finite_gradient():
     with pytest.raises(Exception, match="apply_update"):
         tr.session.apply_update()
     assert tr.checksum() == c0
+
+
+def test_split_steps_are_float32_only_and_say_so():
+    tr = brt.Trainer(brt.models.emgnet_logenergy(seed=2), optimizer=brt.SGD(lr=0.1), batch_size=6, dtype="fixed")
+    x, y = _logenergy_batch()
+    with pytest.raises(NotImplementedError, match="float32 only"):
+        tr.gradients(x, y)
+    with pytest.raises(NotImplementedError, match="float32 only"):
+        tr.apply_gradients({})

@@ -190,6 +190,14 @@ class FixedTrainer(Trainer):
         self._calibrate(xq, y)
         return self.session.train_step(xq, f, y) / 2.0 ** qref.LOSS_FRAC
 
+    def gradients(self, x, y):
+        raise NotImplementedError("Trainer.gradients is float32 only: the fixed-point step keeps its gradients "
+                                  "in per-step integer scales and updates in place; use dtype='float32' to "
+                                  "combine gradients yourself")
+
+    def apply_gradients(self, grads) -> None:
+        raise NotImplementedError("Trainer.apply_gradients is float32 only; use dtype='float32'")
+
     def fit(self, X, y, epochs: int = 1, shuffle: bool = True, progress: bool = True,
             drop_last: Optional[bool] = None) -> Dict[str, list]:
         X = self._as_x(X, "FixedTrainer.fit")
