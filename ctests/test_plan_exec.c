@@ -170,6 +170,9 @@ static void run_training(int batch, int micro, bt_optim_kind kind, const char *w
     EXPECT(bt_train_step(&s, &loss, x, y, batch) == BT_ERR_LABEL);
     y[0] = 0;
     EXPECT(bt_train_step(&s, &loss, NULL, y, batch) == BT_ERR_NULL_POINTER);
+    EXPECT(bt_train_step(NULL, &loss, x, y, batch) == BT_ERR_NULL_POINTER);
+    EXPECT(bt_grad_step(NULL, &loss, x, y, batch) == BT_ERR_NULL_POINTER);
+    EXPECT(bt_apply_update(NULL) == BT_ERR_NULL_POINTER);
     EXPECT(bt_session_param_checksum(&s) == before);
     {
         float *logits = (float *)malloc(sizeof(float) * (size_t)g.classes * (size_t)batch);

@@ -368,14 +368,17 @@ static bt_status update(bt_session *s)
 }
 
 /* Forward and backward over the batch: the mean gradient lands in the
- * gradient buffers (zeroed first). Nothing is updated. */
-static bt_status grad_pass(bt_session *s, float *loss, const float *x, const int32_t *labels, int batch)
+ * gradient buffers (zeroed first). Nothing is updated. *any_trainable says
+ * whether there was any gradient to compute. */
+static bt_status grad_pass(bt_session *s, float *loss, const float *x, const int32_t *labels, int batch,
+                           int *any_trainable_out)
 {
     const bt_graph *g;
     const bt_plan *p;
     int n, v, k, start, any_trainable = 0;
     float total = 0.0f;
     bt_status st;
+    *any_trainable_out = 0;
     if (!s || !x || !labels) return BT_ERR_NULL_POINTER;
     g = s->g; p = s->p; n = g->n_nodes;
     s->error_node = -1;
@@ -388,7 +391,7 @@ static bt_status grad_pass(bt_session *s, float *loss, const float *x, const int
         for (k = 0; k < BT_MAX_PARAMS_PER_NODE; ++k) {
             int t = p->nodes[v].pgrad[k];
             if (t < 0) continue;
-            any_trainable = 1;
+            any_trainable = *any_trainable_out = 1;
             memset(tensor_f32(s, t), 0, bt_node_param_numel(g, v, k) * sizeof(float));
         }
 
@@ -431,15 +434,21 @@ static bt_status update_pass(bt_session *s)
 
 bt_status bt_train_step(bt_session *s, float *loss, const float *x, const int32_t *labels, int batch)
 {
-    bt_status st = grad_pass(s, loss, x, labels, batch);
-    if (st == BT_OK && bt_session_n_trainable(s) > 0) st = update_pass(s);
+    int any_trainable;
+    bt_status st;
+    if (!s) return BT_ERR_NULL_POINTER;
+    st = grad_pass(s, loss, x, labels, batch, &any_trainable);
+    if (st == BT_OK && any_trainable) st = update_pass(s);
     plan_check_end(s);
     return st;
 }
 
 bt_status bt_grad_step(bt_session *s, float *loss, const float *x, const int32_t *labels, int batch)
 {
-    bt_status st = grad_pass(s, loss, x, labels, batch);
+    int any_trainable;
+    bt_status st;
+    if (!s) return BT_ERR_NULL_POINTER;
+    st = grad_pass(s, loss, x, labels, batch, &any_trainable);
     plan_check_end(s);
     return st;
 }

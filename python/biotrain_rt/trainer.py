@@ -249,8 +249,8 @@ class Trainer:
         """One optimizer step (with its state: momentum, Adam moments) from the
         given gradients, one per trainable parameter as :meth:`gradients`
         returns them. Nothing changes if one is missing, misshapen or not finite."""
-        todo = []
-        for i, k, key, shape in self._trainable_params():
+        todo, params = [], list(self._trainable_params())
+        for i, k, key, shape in params:
             if key not in grads:
                 raise ValueError(f"Trainer.apply_gradients: no gradient for trainable parameter '{key}' "
                                  f"of shape {shape}; pass one per key of Trainer.gradients()")
@@ -262,7 +262,7 @@ class Trainer:
                 raise ValueError(f"Trainer.apply_gradients: gradient for '{key}' contains NaN or Inf; "
                                  "the parameters are unchanged")
             todo.append((i, k, g))
-        extra = set(grads) - {key for _, _, key, _ in self._trainable_params()}
+        extra = set(grads) - {key for _, _, key, _ in params}
         if extra:
             raise ValueError(f"Trainer.apply_gradients: {sorted(extra)[:4]} are not trainable parameters under "
                              f"strategy {self.strategy!r}")
