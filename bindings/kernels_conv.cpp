@@ -9,13 +9,11 @@
 #include <climits>
 #include <optional>
 extern "C" {
-#include "biotrain/kernels_f32.h"
+#include "biotrain/kernels.h"
 }
 
 namespace bt {
 namespace {
-
-using pair_t = std::array<int, 2>;
 
 std::string dims_str(const std::vector<long long> &d) {
     std::ostringstream os;
@@ -24,34 +22,6 @@ std::string dims_str(const std::vector<long long> &d) {
     if (d.size() == 1) os << ",";
     os << ")";
     return os.str();
-}
-
-std::string pair_str(const pair_t &p) {
-    return "(" + std::to_string(p[0]) + ", " + std::to_string(p[1]) + ")";
-}
-
-// A Python int or a pair of ints (stride, padding, dilation) as two C ints.
-pair_t pair_arg(const py::handle &h, const std::string &kernel, const char *name) {
-    auto as_int = [&](const py::handle &v) {
-        long long x;
-        try {
-            x = v.cast<long long>();
-        } catch (const py::cast_error &) {
-            throw py::value_error(kernel + ": " + name + " must be an int or a pair of ints");
-        }
-        if (x < INT_MIN || x > INT_MAX)
-            throw py::value_error(kernel + ": " + name + " out of the int range");
-        return (int)x;
-    };
-    if (py::isinstance<py::int_>(h)) {
-        int v = as_int(h);
-        return {v, v};
-    }
-    if (py::isinstance<py::sequence>(h) && !py::isinstance<py::str>(h)) {
-        py::sequence s = py::reinterpret_borrow<py::sequence>(h);
-        if (s.size() == 2) return {as_int(s[0]), as_int(s[1])};
-    }
-    throw py::value_error(kernel + ": " + name + " must be an int or a pair of ints");
 }
 
 int int_arg(long long v, const std::string &kernel, const char *name) {
@@ -68,26 +38,6 @@ std::array<int, 4> shape4_arg(const std::vector<long long> &d, const std::string
     std::array<int, 4> r{};
     for (int i = 0; i < 4; ++i) r[i] = int_arg(d[i], kernel, name);
     return r;
-}
-
-// One dimension of an array as a C int (numpy allows empty arrays with huge dims).
-int dim(const py::array &a, int i, const std::string &kernel, const std::string &detail) {
-    if (a.shape(i) > INT_MAX) check(BT_ERR_BAD_SIZE, kernel, detail);
-    return (int)a.shape(i);
-}
-
-void need(bool ok, const std::string &kernel, const std::string &what, const std::string &detail) {
-    if (!ok) check(BT_ERR_SHAPE_MISMATCH, kernel, what + "; " + detail);
-}
-
-// An array the kernel accumulates into: it must be float32, C-contiguous and
-// writeable, since a converted copy would silently lose the result.
-float *acc_ptr(py::array &a, const std::string &kernel, const char *name) {
-    if (!a.dtype().is(py::dtype::of<float>()) || !(a.flags() & py::array::c_style) ||
-        !a.writeable())
-        throw py::value_error(kernel + ": " + name +
-                              " must be a writeable C-contiguous float32 array");
-    return static_cast<float *>(a.mutable_data());
 }
 
 struct ConvArgs {
@@ -123,11 +73,6 @@ bt_conv2d_shape make_shape(const std::array<int, 4> &x, int c_out, int k_h, int 
     s.dil_w = a.dilation[1];
     s.groups = a.groups;
     return s;
-}
-
-std::array<int, 4> dims4(const py::array &a, const std::string &kernel, const std::string &detail) {
-    return {dim(a, 0, kernel, detail), dim(a, 1, kernel, detail), dim(a, 2, kernel, detail),
-            dim(a, 3, kernel, detail)};
 }
 
 py::array_t<float> conv2d_forward(const farray &x, const farray &w, std::optional<farray> b,

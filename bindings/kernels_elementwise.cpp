@@ -4,31 +4,11 @@
 #include "bindings.h"
 #include <climits>
 extern "C" {
-#include "biotrain/kernels_f32.h"
+#include "biotrain/kernels.h"
 }
 
 namespace bt {
 namespace {
-
-void need(bool ok, const std::string &kernel, const std::string &what, const std::string &detail) {
-    if (!ok) check(BT_ERR_SHAPE_MISMATCH, kernel, what + "; " + detail);
-}
-
-bool same_shape(const py::array &a, const py::array &b) {
-    if (a.ndim() != b.ndim()) return false;
-    for (py::ssize_t i = 0; i < a.ndim(); ++i)
-        if (a.shape(i) != b.shape(i)) return false;
-    return true;
-}
-
-int count_of(const py::array &a, const std::string &kernel, const std::string &detail) {
-    if (a.size() > INT_MAX) check(BT_ERR_BAD_SIZE, kernel, detail);
-    return (int)a.size();
-}
-
-py::array_t<float> like(const py::array &a) {
-    return py::array_t<float>(std::vector<py::ssize_t>(a.shape(), a.shape() + a.ndim()));
-}
 
 py::array_t<float> add_forward(const farray &a, const farray &b) {
     const std::string k = "add_forward_f32", detail = "a " + shape_str(a) + ", b " + shape_str(b);

@@ -1,4 +1,4 @@
-// Fixed-point kernels (kernels_fixed.h) for kernel-level tests. Arrays must
+// Fixed-point kernels (qmath.h) for kernel-level tests. Arrays must
 // already have the kernel's integer type: a float or wider array is refused,
 // never cast (a cast could wrap). Each call returns its outputs and, where the
 // kernel records one, its statistics as a dict {saturated, absmax}.
@@ -8,45 +8,16 @@
 #include <climits>
 #include <optional>
 extern "C" {
-#include "biotrain/kernels_fixed.h"
+#include "biotrain/kernels.h"
+#include "biotrain/optim.h"
 }
 
 namespace bt {
 namespace {
 
-using i8 = py::array_t<int8_t, py::array::c_style>;
-using i16 = py::array_t<int16_t, py::array::c_style>;
-using i32 = py::array_t<int32_t, py::array::c_style>;
-using pair_t = std::array<int, 2>;
-
-template <typename T>
-py::array_t<T, py::array::c_style> typed(const py::array &a, const std::string &kernel, const char *name,
-                                         const char *tname) {
-    if (!a.dtype().is(py::dtype::of<T>()))
-        throw py::value_error(kernel + ": " + name + " must be a " + tname + " array, got dtype " +
-                              std::string(py::str(a.dtype())) +
-                              "; convert to fixed point first (out-of-range values saturate, never wrap)");
-    return py::array_t<T, py::array::c_style>::ensure(a);
-}
 #define AS8(a, k) typed<int8_t>(a, k, #a, "int8")
 #define AS16(a, k) typed<int16_t>(a, k, #a, "int16")
 #define AS32(a, k) typed<int32_t>(a, k, #a, "int32")
-
-py::dict stats(const bt_q_stats &s) {
-    py::dict d;
-    d["saturated"] = s.saturated;
-    d["absmax"] = s.absmax;
-    return d;
-}
-
-void need(bool ok, const std::string &kernel, const std::string &what) {
-    if (!ok) check(BT_ERR_SHAPE_MISMATCH, kernel, what);
-}
-
-int as_int(py::ssize_t v, const std::string &kernel) {
-    if (v > INT_MAX) check(BT_ERR_BAD_SIZE, kernel, "a dimension exceeds the int range");
-    return (int)v;
-}
 
 bt_conv2d_shape conv_shape(const py::array &x, const py::array &w, pair_t stride, pair_t pad, pair_t dil,
                            int groups, const std::string &k) {
@@ -83,21 +54,12 @@ bt_pool2d_shape pool_shape(const std::array<int, 4> &xs, pair_t k, pair_t stride
     return s;
 }
 
-std::array<int, 4> dims4(const py::array &a, const std::string &k) {
-    need(a.ndim() == 4, k, "expected a 4-D array, got " + shape_str(a));
-    return {as_int(a.shape(0), k), as_int(a.shape(1), k), as_int(a.shape(2), k), as_int(a.shape(3), k)};
-}
-
 template <typename T>
 py::array_t<T> empty_like_dims(std::initializer_list<py::ssize_t> d) {
     return py::array_t<T>(std::vector<py::ssize_t>(d));
 }
 
 py::array_t<int8_t> out8(const std::vector<py::ssize_t> &d) { return py::array_t<int8_t>(d); }
-
-std::vector<py::ssize_t> shape_of(const py::array &a) {
-    return std::vector<py::ssize_t>(a.shape(), a.shape() + a.ndim());
-}
 
 }  // namespace
 
@@ -135,7 +97,7 @@ void bind_kernels_fixed(py::module_ &m) {
         bt_q_stats st{0, 0};
         check(bt_requant_q7(out.mutable_data(), out_frac, &st, a.data(), in_frac, (int)a.size()), k,
               "x " + shape_str(a));
-        return py::make_tuple(out, stats(st));
+        return py::make_tuple(out, stats_dict(st));
     });
     m.def("requant_q15_to_q7", [](const py::array &x, int in_frac, int out_frac) {
         const std::string k = "requant_q15_to_q7";
@@ -144,7 +106,7 @@ void bind_kernels_fixed(py::module_ &m) {
         bt_q_stats st{0, 0};
         check(bt_requant_q15_to_q7(out.mutable_data(), out_frac, &st, a.data(), in_frac, (int)a.size()), k,
               "x " + shape_str(a));
-        return py::make_tuple(out, stats(st));
+        return py::make_tuple(out, stats_dict(st));
     });
     m.def("requant_q31_to_q7", [](const py::array &x, int in_frac, int out_frac) {
         const std::string k = "requant_q31_to_q7";
@@ -153,7 +115,7 @@ void bind_kernels_fixed(py::module_ &m) {
         bt_q_stats st{0, 0};
         check(bt_requant_q31_to_q7(out.mutable_data(), out_frac, &st, a.data(), in_frac, (int)a.size()), k,
               "x " + shape_str(a));
-        return py::make_tuple(out, stats(st));
+        return py::make_tuple(out, stats_dict(st));
     });
     m.def("add_forward_q7", [](const py::array &a_, int a_frac, const py::array &b_, int b_frac, int out_frac) {
         const std::string k = "add_forward_q7";
@@ -165,7 +127,7 @@ void bind_kernels_fixed(py::module_ &m) {
         check(bt_add_forward_q7(out.mutable_data(), out_frac, &st, a.data(), a_frac, b.data(), b_frac,
                                 (int)a.size()),
               k, "a " + shape_str(a));
-        return py::make_tuple(out, stats(st));
+        return py::make_tuple(out, stats_dict(st));
     });
     m.def("accumulate_q7", [](const py::array &acc_, int acc_frac, const py::array &x_, int x_frac) {
         const std::string k = "accumulate_q7";
@@ -177,7 +139,7 @@ void bind_kernels_fixed(py::module_ &m) {
         bt_q_stats st{0, 0};
         check(bt_accumulate_q7(out.mutable_data(), acc_frac, &st, x.data(), x_frac, (int)x.size()), k,
               "x " + shape_str(x));
-        return py::make_tuple(out, stats(st));
+        return py::make_tuple(out, stats_dict(st));
     });
 
     // --------------------------------------------------------------- conv2d
@@ -201,7 +163,7 @@ void bind_kernels_fixed(py::module_ &m) {
             check(bt_conv2d_forward_q7(out.mutable_data(), out_frac, &st, x.data(), x_frac, w.data(), w_frac,
                                        b ? b->data() : nullptr, b_frac, &s),
                   k, "x " + shape_str(x) + ", weight " + shape_str(w));
-            return py::make_tuple(out, stats(st));
+            return py::make_tuple(out, stats_dict(st));
         },
         py::arg("x"), py::arg("x_frac"), py::arg("weight"), py::arg("w_frac"), py::arg("bias"),
         py::arg("bias_frac"), py::arg("out_frac"), py::arg("stride"), py::arg("padding"), py::arg("dilation"),
@@ -224,7 +186,7 @@ void bind_kernels_fixed(py::module_ &m) {
             check(bt_conv2d_backward_input_q7(out.mutable_data(), dx_frac, &st, dy.data(), dy_frac, w.data(),
                                               w_frac, &s),
                   k, "d_out " + shape_str(dy) + ", weight " + shape_str(w));
-            return py::make_tuple(out, stats(st));
+            return py::make_tuple(out, stats_dict(st));
         });
     m.def(
         "conv2d_backward_weight_q7",
@@ -256,7 +218,7 @@ void bind_kernels_fixed(py::module_ &m) {
             check(bt_conv2d_backward_weight_q7(dw.mutable_data(), dw_frac, dbp, db_frac, &st, dy.data(), dy_frac,
                                                x.data(), x_frac, &s),
                   k, "d_out " + shape_str(dy) + ", x " + shape_str(x));
-            return py::make_tuple(dw, db_out, stats(st));
+            return py::make_tuple(dw, db_out, stats_dict(st));
         });
 
     // --------------------------------------------------------------- linear
@@ -278,7 +240,7 @@ void bind_kernels_fixed(py::module_ &m) {
                                    b ? b->data() : nullptr, b_frac, as_int(x.shape(0), k), as_int(x.shape(1), k),
                                    as_int(w.shape(0), k)),
               k, "x " + shape_str(x) + ", weight " + shape_str(w));
-        return py::make_tuple(out, stats(st));
+        return py::make_tuple(out, stats_dict(st));
     });
     m.def("linear_backward_input_q7", [](const py::array &dy_, int dy_frac, const py::array &w_, int w_frac,
                                          int dx_frac) {
@@ -292,7 +254,7 @@ void bind_kernels_fixed(py::module_ &m) {
         check(bt_linear_backward_input_q7(out.mutable_data(), dx_frac, &st, dy.data(), dy_frac, w.data(), w_frac,
                                           as_int(dy.shape(0), k), as_int(w.shape(1), k), as_int(w.shape(0), k)),
               k, "d_out " + shape_str(dy) + ", weight " + shape_str(w));
-        return py::make_tuple(out, stats(st));
+        return py::make_tuple(out, stats_dict(st));
     });
     m.def("linear_backward_weight_q7", [](const py::array &dw_, int dw_frac, std::optional<py::array> db_,
                                           int db_frac, const py::array &dy_, int dy_frac, const py::array &x_,
@@ -321,7 +283,7 @@ void bind_kernels_fixed(py::module_ &m) {
                                            x.data(), x_frac, as_int(x.shape(0), k), as_int(x.shape(1), k),
                                            as_int(dy.shape(1), k)),
               k, "d_out " + shape_str(dy) + ", x " + shape_str(x));
-        return py::make_tuple(dw, db_out, stats(st));
+        return py::make_tuple(dw, db_out, stats_dict(st));
     });
 
     // ------------------------------------------------------------ groupnorm
@@ -343,7 +305,7 @@ void bind_kernels_fixed(py::module_ &m) {
                                       x.data(), x_frac, g ? g->data() : nullptr, g_frac, b ? b->data() : nullptr,
                                       b_frac, n, c, hw, groups, eps_mant, eps_exp),
               k, "x " + shape_str(x) + ", groups=" + std::to_string(groups));
-        return py::make_tuple(out, mean, rstd, stats(st));
+        return py::make_tuple(out, mean, rstd, stats_dict(st));
     });
     m.def("groupnorm_backward_input_q7", [](const py::array &dy_, int dy_frac, const py::array &x_, int x_frac,
                                             const py::array &mean_, const py::array &rstd_,
@@ -367,7 +329,7 @@ void bind_kernels_fixed(py::module_ &m) {
                                              x_frac, mean.data(), rstd.data(), g ? g->data() : nullptr, g_frac, n,
                                              c, hw, groups),
               k, "x " + shape_str(x) + ", groups=" + std::to_string(groups));
-        return py::make_tuple(out, stats(st));
+        return py::make_tuple(out, stats_dict(st));
     });
     m.def("groupnorm_backward_weight_q7", [](std::optional<py::array> dg_, int dg_frac,
                                              std::optional<py::array> db_, int db_frac, const py::array &dy_,
@@ -406,7 +368,7 @@ void bind_kernels_fixed(py::module_ &m) {
         check(bt_groupnorm_backward_weight_q7(dgp, dg_frac, dbp, db_frac, &st, dy.data(), dy_frac, x.data(), x_frac,
                                               mean.data(), rstd.data(), n, c, hw, groups),
               k, "x " + shape_str(x) + ", groups=" + std::to_string(groups));
-        return py::make_tuple(dg_out, db_out, stats(st));
+        return py::make_tuple(dg_out, db_out, stats_dict(st));
     });
 
     // ----------------------------------------------------------- activation
@@ -417,7 +379,7 @@ void bind_kernels_fixed(py::module_ &m) {
         bt_q_stats st{0, 0};
         check(bt_relu_forward_q7(out.mutable_data(), out_frac, &st, x.data(), x_frac, (int)x.size()), k,
               "x " + shape_str(x));
-        return py::make_tuple(out, stats(st));
+        return py::make_tuple(out, stats_dict(st));
     });
     m.def("relu_backward_q7", [](const py::array &dy_, int dy_frac, const py::array &y_, int dx_frac) {
         const std::string k = "relu_backward_q7";
@@ -428,7 +390,7 @@ void bind_kernels_fixed(py::module_ &m) {
         bt_q_stats st{0, 0};
         check(bt_relu_backward_q7(out.mutable_data(), dx_frac, &st, dy.data(), dy_frac, y.data(), (int)dy.size()),
               k, "d_out " + shape_str(dy));
-        return py::make_tuple(out, stats(st));
+        return py::make_tuple(out, stats_dict(st));
     });
     m.def("relu_forward_mask_q7", [](const py::array &x_, int x_frac, int out_frac) {
         const std::string k = "relu_forward_mask_q7";
@@ -439,7 +401,7 @@ void bind_kernels_fixed(py::module_ &m) {
         check(bt_relu_forward_mask_q7(out.mutable_data(), out_frac, &st, mask.mutable_data(), x.data(), x_frac,
                                       (int)x.size()),
               k, "x " + shape_str(x));
-        return py::make_tuple(out, mask, stats(st));
+        return py::make_tuple(out, mask, stats_dict(st));
     });
     m.def("relu_backward_mask_q7", [](const py::array &dy_, int dy_frac, const py::array &mask_, int dx_frac) {
         const std::string k = "relu_backward_mask_q7";
@@ -451,7 +413,7 @@ void bind_kernels_fixed(py::module_ &m) {
         check(bt_relu_backward_mask_q7(out.mutable_data(), dx_frac, &st, dy.data(), dy_frac, mask.data(),
                                        (int)dy.size()),
               k, "d_out " + shape_str(dy));
-        return py::make_tuple(out, stats(st));
+        return py::make_tuple(out, stats_dict(st));
     });
     m.def("dropout_forward_q7", [](const py::array &x_, int x_frac, int out_frac, int32_t pm, int pe, bt_rng &rng) {
         const std::string k = "dropout_forward_q7";
@@ -462,7 +424,7 @@ void bind_kernels_fixed(py::module_ &m) {
         check(bt_dropout_forward_q7(out.mutable_data(), out_frac, &st, mask.mutable_data(), x.data(), x_frac,
                                     (int)x.size(), pm, pe, &rng),
               k, "x " + shape_str(x));
-        return py::make_tuple(out, mask, stats(st));
+        return py::make_tuple(out, mask, stats_dict(st));
     });
     m.def("dropout_backward_q7", [](const py::array &dy_, int dy_frac, const py::array &mask_, int dx_frac,
                                     int32_t pm, int pe) {
@@ -475,7 +437,7 @@ void bind_kernels_fixed(py::module_ &m) {
         check(bt_dropout_backward_q7(out.mutable_data(), dx_frac, &st, dy.data(), dy_frac, mask.data(),
                                      (int)dy.size(), pm, pe),
               k, "d_out " + shape_str(dy));
-        return py::make_tuple(out, stats(st));
+        return py::make_tuple(out, stats_dict(st));
     });
     m.def("elu_forward_q7", [](const py::array &x_, int x_frac, int out_frac, int32_t am, int ae) {
         const std::string k = "elu_forward_q7";
@@ -484,7 +446,7 @@ void bind_kernels_fixed(py::module_ &m) {
         bt_q_stats st{0, 0};
         check(bt_elu_forward_q7(out.mutable_data(), out_frac, &st, x.data(), x_frac, (int)x.size(), am, ae), k,
               "x " + shape_str(x));
-        return py::make_tuple(out, stats(st));
+        return py::make_tuple(out, stats_dict(st));
     });
     m.def("elu_backward_q7", [](const py::array &dy_, int dy_frac, const py::array &y_, int y_frac, int dx_frac,
                                 int32_t am, int ae) {
@@ -497,7 +459,7 @@ void bind_kernels_fixed(py::module_ &m) {
         check(bt_elu_backward_q7(out.mutable_data(), dx_frac, &st, dy.data(), dy_frac, y.data(), y_frac,
                                  (int)dy.size(), am, ae),
               k, "d_out " + shape_str(dy));
-        return py::make_tuple(out, stats(st));
+        return py::make_tuple(out, stats_dict(st));
     });
 
     // ----------------------------------------------------------------- pool
@@ -512,7 +474,7 @@ void bind_kernels_fixed(py::module_ &m) {
         bt_q_stats st{0, 0};
         check(bt_avgpool2d_forward_q7(out.mutable_data(), out_frac, &st, x.data(), x_frac, &s), k,
               "x " + shape_str(x));
-        return py::make_tuple(out, stats(st));
+        return py::make_tuple(out, stats_dict(st));
     });
     m.def("avgpool2d_backward_q7", [](const py::array &dy_, int dy_frac, std::array<int, 4> xs, int dx_frac,
                                       pair_t kern, pair_t stride, pair_t pad) {
@@ -527,7 +489,7 @@ void bind_kernels_fixed(py::module_ &m) {
         bt_q_stats st{0, 0};
         check(bt_avgpool2d_backward_q7(out.mutable_data(), dx_frac, &st, dy.data(), dy_frac, &s), k,
               "d_out " + shape_str(dy));
-        return py::make_tuple(out, stats(st));
+        return py::make_tuple(out, stats_dict(st));
     });
     m.def("maxpool2d_forward_q7", [](const py::array &x_, int x_frac, int out_frac, pair_t kern, pair_t stride,
                                      pair_t pad) {
@@ -541,7 +503,7 @@ void bind_kernels_fixed(py::module_ &m) {
         bt_q_stats st{0, 0};
         check(bt_maxpool2d_forward_q7(out.mutable_data(), out_frac, &st, am.mutable_data(), x.data(), x_frac, &s),
               k, "x " + shape_str(x));
-        return py::make_tuple(out, am, stats(st));
+        return py::make_tuple(out, am, stats_dict(st));
     });
     m.def("maxpool2d_backward_q7", [](const py::array &dy_, int dy_frac, const py::array &am_,
                                       std::array<int, 4> xs, int dx_frac, pair_t kern, pair_t stride, pair_t pad) {
@@ -558,7 +520,7 @@ void bind_kernels_fixed(py::module_ &m) {
         bt_q_stats st{0, 0};
         check(bt_maxpool2d_backward_q7(out.mutable_data(), dx_frac, &st, dy.data(), dy_frac, am.data(), &s), k,
               "d_out " + shape_str(dy));
-        return py::make_tuple(out, stats(st));
+        return py::make_tuple(out, stats_dict(st));
     });
 
     // ----------------------------------------------------------------- loss
@@ -586,7 +548,7 @@ void bind_kernels_fixed(py::module_ &m) {
         check(bt_cross_entropy_backward_q7(out.mutable_data(), d_frac, &st, p.data(), y.data(), den,
                                            as_int(p.shape(0), k), as_int(p.shape(1), k)),
               k, "probs " + shape_str(p) + ", den=" + std::to_string(den));
-        return py::make_tuple(out, stats(st));
+        return py::make_tuple(out, stats_dict(st));
     });
 
     // ------------------------------------------------------------ optimizer
@@ -614,7 +576,7 @@ void bind_kernels_fixed(py::module_ &m) {
         check(bt_sgd_update_q31(w.mutable_data(), w_frac, bp, buf_frac, &st, g.data(), g_frac, (size_t)wa.size(),
                                 &cfg),
               k, "w " + shape_str(wa));
-        return py::make_tuple(w, buf_out, stats(st));
+        return py::make_tuple(w, buf_out, stats_dict(st));
     });
 }
 

@@ -7,28 +7,11 @@
 #include <climits>
 #include <optional>
 extern "C" {
-#include "biotrain/kernels_f32.h"
+#include "biotrain/kernels.h"
 }
 
 namespace bt {
 namespace {
-
-int dim(const py::array &a, int i, const std::string &kernel, const std::string &detail) {
-    if (a.shape(i) > INT_MAX) check(BT_ERR_BAD_SIZE, kernel, detail);
-    return (int)a.shape(i);
-}
-
-void need(bool ok, const std::string &kernel, const std::string &what, const std::string &detail) {
-    if (!ok) check(BT_ERR_SHAPE_MISMATCH, kernel, what + "; " + detail);
-}
-
-float *acc_ptr(py::array &a, const std::string &kernel, const char *name) {
-    if (!a.dtype().is(py::dtype::of<float>()) || !(a.flags() & py::array::c_style) ||
-        !a.writeable())
-        throw py::value_error(kernel + ": " + name +
-                              " must be a writeable C-contiguous float32 array");
-    return static_cast<float *>(a.mutable_data());
-}
 
 py::array_t<float> linear_forward(const farray &x, const farray &w, std::optional<farray> b) {
     const std::string k = "linear_forward_f32";

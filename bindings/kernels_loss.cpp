@@ -6,27 +6,11 @@
 #include <climits>
 #include <cstdint>
 extern "C" {
-#include "biotrain/kernels_f32.h"
+#include "biotrain/kernels.h"
 }
 
 namespace bt {
 namespace {
-
-void need(bool ok, const std::string &kernel, const std::string &what, const std::string &detail) {
-    if (!ok) check(BT_ERR_SHAPE_MISMATCH, kernel, what + "; " + detail);
-}
-
-bool same_shape(const py::array &a, const py::array &b) {
-    if (a.ndim() != b.ndim()) return false;
-    for (py::ssize_t i = 0; i < a.ndim(); ++i)
-        if (a.shape(i) != b.shape(i)) return false;
-    return true;
-}
-
-int count_of(const py::array &a, const std::string &kernel, const std::string &detail) {
-    if (a.size() > INT_MAX) check(BT_ERR_BAD_SIZE, kernel, detail);
-    return (int)a.size();
-}
 
 // labels [n] as int32; a non-integer dtype is refused, a value outside the
 // int32 range is BT_ERR_LABEL (as C would say for any out-of-range label).

@@ -6,16 +6,12 @@
 #include <cstdint>
 extern "C" {
 #include "biotrain/bt_math.h"
-#include "biotrain/kernels_f32.h"
+#include "biotrain/kernels.h"
 #include "biotrain/rng.h"
 }
 
 namespace bt {
 namespace {
-
-py::array_t<float> like(const py::array &a) {
-    return py::array_t<float>(std::vector<py::ssize_t>(a.shape(), a.shape() + a.ndim()));
-}
 
 template <float (*F)(float)>
 py::array_t<float> vectorised(const farray &x) {
@@ -40,11 +36,6 @@ py::array_t<float> uniform_f32(bt_rng &r, py::ssize_t n) {
     float *p = out.mutable_data();
     for (py::ssize_t i = 0; i < n; ++i) p[i] = bt_rng_uniform_f32(&r);
     return out;
-}
-
-int count_of(const py::array &a, const std::string &kernel, const std::string &detail) {
-    if (a.size() > INT_MAX) check(BT_ERR_BAD_SIZE, kernel, detail);
-    return (int)a.size();
 }
 
 py::tuple dropout_forward(const farray &x, float p, bt_rng &rng) {

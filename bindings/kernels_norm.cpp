@@ -8,7 +8,7 @@
 #include <optional>
 #include <pybind11/stl.h>
 extern "C" {
-#include "biotrain/kernels_f32.h"
+#include "biotrain/kernels.h"
 }
 
 namespace bt {
@@ -17,10 +17,6 @@ namespace {
 struct NCHW {
     int n, c, hw;
 };
-
-void need(bool ok, const std::string &kernel, const std::string &what, const std::string &detail) {
-    if (!ok) check(BT_ERR_SHAPE_MISMATCH, kernel, what + "; " + detail);
-}
 
 // (n, c, prod(tail)) of an (n, c, ...) array; dims beyond the int range are
 // BT_ERR_BAD_SIZE (an empty array may have huge dims).
@@ -39,27 +35,10 @@ NCHW nchw(const py::array &x, const std::string &kernel, const std::string &deta
     return {(int)x.shape(0), (int)x.shape(1), zero && x.ndim() > 2 ? 0 : (int)hw};
 }
 
-bool same_shape(const py::array &a, const py::array &b) {
-    if (a.ndim() != b.ndim()) return false;
-    for (py::ssize_t i = 0; i < a.ndim(); ++i)
-        if (a.shape(i) != b.shape(i)) return false;
-    return true;
-}
-
 int int_arg(long long v, const std::string &kernel, const char *name, const std::string &detail) {
     if (v < INT_MIN || v > INT_MAX)
         throw py::value_error(kernel + ": " + name + " out of the int range; " + detail);
     return (int)v;
-}
-
-// An array the kernel writes into in place: float32, C-contiguous, writeable,
-// since a converted copy would silently lose the result.
-float *acc_ptr(py::array &a, const std::string &kernel, const char *name) {
-    if (!a.dtype().is(py::dtype::of<float>()) || !(a.flags() & py::array::c_style) ||
-        !a.writeable())
-        throw py::value_error(kernel + ": " + name +
-                              " must be a writeable C-contiguous float32 array");
-    return static_cast<float *>(a.mutable_data());
 }
 
 std::string opt_shape(const char *name, const std::optional<farray> &a) {
@@ -124,7 +103,7 @@ py::tuple groupnorm_forward(const farray &x, std::optional<farray> weight,
 }
 
 // mean, rstd hold n * groups values (any shape) when groups is valid.
-void need_stats(const farray &mean, const farray &rstd, py::ssize_t count, const std::string &k,
+void need_stats_dict(const farray &mean, const farray &rstd, py::ssize_t count, const std::string &k,
                 const std::string &detail) {
     need(mean.size() == count && rstd.size() == count, k,
          "mean and rstd must hold " + std::to_string(count) + " values", detail);
@@ -142,7 +121,7 @@ py::array groupnorm_backward_input(const farray &dy, const farray &x, const farr
     const NCHW d = nchw(x, k, detail);
     need(same_shape(dy, x), k, "dy must have the shape of x", detail);
     need_vec(weight, d.c, "weight", k, detail);
-    if (groups_ok(d, groups)) need_stats(mean, rstd, (py::ssize_t)d.n * groups, k, detail);
+    if (groups_ok(d, groups)) need_stats_dict(mean, rstd, (py::ssize_t)d.n * groups, k, detail);
     py::array_t<float> fresh;
     float *dx = result_ptr(out, fresh, x, k, detail);
     bt_status st;
@@ -159,7 +138,7 @@ void groupnorm_backward_weight_into(const std::string &k, float *dw, float *db, 
                                     const farray &x, const farray &mean, const farray &rstd,
                                     int groups, const NCHW &d, const std::string &detail) {
     need(same_shape(dy, x), k, "dy must have the shape of x", detail);
-    if (groups_ok(d, groups)) need_stats(mean, rstd, (py::ssize_t)d.n * groups, k, detail);
+    if (groups_ok(d, groups)) need_stats_dict(mean, rstd, (py::ssize_t)d.n * groups, k, detail);
     bt_status st;
     {
         py::gil_scoped_release nogil;
@@ -280,7 +259,7 @@ py::array batchnorm_backward_input(const farray &dy, const farray &x, const farr
     const NCHW d = nchw(x, k, detail);
     need(same_shape(dy, x), k, "dy must have the shape of x", detail);
     need_vec(weight, d.c, "weight", k, detail);
-    need_stats(mean, rstd, d.c, k, detail);
+    need_stats_dict(mean, rstd, d.c, k, detail);
     py::array_t<float> fresh;
     float *dx = result_ptr(out, fresh, x, k, detail);
     bt_status st;
@@ -297,7 +276,7 @@ void batchnorm_backward_weight_into(const std::string &k, float *dw, float *db, 
                                     const farray &x, const farray &mean, const farray &rstd,
                                     const NCHW &d, const std::string &detail) {
     need(same_shape(dy, x), k, "dy must have the shape of x", detail);
-    need_stats(mean, rstd, d.c, k, detail);
+    need_stats_dict(mean, rstd, d.c, k, detail);
     bt_status st;
     {
         py::gil_scoped_release nogil;

@@ -7,13 +7,11 @@
 #include <climits>
 #include <vector>
 extern "C" {
-#include "biotrain/kernels_f32.h"
+#include "biotrain/kernels.h"
 }
 
 namespace bt {
 namespace {
-
-using pair_t = std::array<int, 2>;
 
 std::string dims_str(const std::vector<long long> &d) {
     std::ostringstream os;
@@ -24,45 +22,10 @@ std::string dims_str(const std::vector<long long> &d) {
     return os.str();
 }
 
-std::string pair_str(const pair_t &p) {
-    return "(" + std::to_string(p[0]) + ", " + std::to_string(p[1]) + ")";
-}
-
 int int_arg(long long v, const std::string &kernel, const char *name) {
     if (v < INT_MIN || v > INT_MAX)
         throw py::value_error(kernel + ": " + name + " out of the int range");
     return (int)v;
-}
-
-// A Python int or a pair of ints as two C ints.
-pair_t pair_arg(const py::handle &h, const std::string &kernel, const char *name) {
-    auto as_int = [&](const py::handle &v) {
-        long long x;
-        try {
-            x = v.cast<long long>();
-        } catch (const py::cast_error &) {
-            throw py::value_error(kernel + ": " + name + " must be an int or a pair of ints");
-        }
-        return int_arg(x, kernel, name);
-    };
-    if (py::isinstance<py::int_>(h)) {
-        int v = as_int(h);
-        return {v, v};
-    }
-    if (py::isinstance<py::sequence>(h) && !py::isinstance<py::str>(h)) {
-        py::sequence s = py::reinterpret_borrow<py::sequence>(h);
-        if (s.size() == 2) return {as_int(s[0]), as_int(s[1])};
-    }
-    throw py::value_error(kernel + ": " + name + " must be an int or a pair of ints");
-}
-
-int dim(const py::array &a, int i, const std::string &kernel, const std::string &detail) {
-    if (a.shape(i) > INT_MAX) check(BT_ERR_BAD_SIZE, kernel, detail);
-    return (int)a.shape(i);
-}
-
-void need(bool ok, const std::string &kernel, const std::string &what, const std::string &detail) {
-    if (!ok) check(BT_ERR_SHAPE_MISMATCH, kernel, what + "; " + detail);
 }
 
 struct PoolArgs {
@@ -96,11 +59,6 @@ bt_pool2d_shape make_shape(const std::array<int, 4> &x, const PoolArgs &a) {
     s.pad_h = a.padding[0];
     s.pad_w = a.padding[1];
     return s;
-}
-
-std::array<int, 4> dims4(const py::array &a, const std::string &kernel, const std::string &detail) {
-    return {dim(a, 0, kernel, detail), dim(a, 1, kernel, detail), dim(a, 2, kernel, detail),
-            dim(a, 3, kernel, detail)};
 }
 
 std::array<int, 4> shape4_arg(const std::vector<long long> &d, const std::string &kernel) {
@@ -247,46 +205,6 @@ int spatial_size(const std::vector<long long> &d, const std::string &kernel,
     return (int)hw;
 }
 
-py::array_t<float> global_avgpool_forward(const farray &x) {
-    const std::string kn = "global_avgpool_forward_f32";
-    const std::string detail = "x " + shape_str(x);
-    need(x.ndim() >= 3, kn, "x must be (N, C, *spatial) with at least one spatial axis", detail);
-    const std::vector<long long> d(x.shape(), x.shape() + x.ndim());
-    const int n = dim(x, 0, kn, detail), c = dim(x, 1, kn, detail);
-    const int hw = spatial_size(d, kn, detail);
-    py::array_t<float> y({(py::ssize_t)n, (py::ssize_t)c});
-    bt_status st;
-    {
-        py::gil_scoped_release nogil;
-        st = bt_global_avgpool_forward_f32(y.mutable_data(), x.data(), n, c, hw);
-    }
-    check(st, kn, detail);
-    return y;
-}
-
-py::array_t<float> global_avgpool_backward(const farray &dy, const std::vector<long long> &x_shape) {
-    const std::string kn = "global_avgpool_backward_f32";
-    const std::string detail = "dy " + shape_str(dy) + ", x_shape " + dims_str(x_shape);
-    need(x_shape.size() >= 3, kn, "x_shape must be (N, C, *spatial)", detail);
-    const int n = int_arg(x_shape[0], kn, "x_shape"), c = int_arg(x_shape[1], kn, "x_shape");
-    const int hw = spatial_size(x_shape, kn, detail);
-    need(dy.ndim() == 2, kn, "dy must be 2-D (N, C)", detail);
-    // With a non-positive size C refuses before touching any buffer, and the
-    // negative entries allocate nothing; otherwise dy must match.
-    if (n > 0 && c > 0 && hw > 0)
-        need(dy.shape(0) == n && dy.shape(1) == c, kn, "dy must be (N, C)", detail);
-    std::vector<py::ssize_t> shape;
-    for (long long v : x_shape) shape.push_back(v < 0 ? 0 : (py::ssize_t)v);
-    py::array_t<float> dx(shape);
-    bt_status st;
-    {
-        py::gil_scoped_release nogil;
-        st = bt_global_avgpool_backward_f32(dx.mutable_data(), dy.data(), n, c, hw);
-    }
-    check(st, kn, detail);
-    return dx;
-}
-
 }  // namespace
 
 void bind_kernels_pool(py::module_ &m) {
@@ -309,10 +227,6 @@ void bind_kernels_pool(py::module_ &m) {
     m.def("maxpool2d_backward_recompute_f32", &maxpool2d_backward_recompute, py::arg("dy"),
           py::arg("x"), py::arg("kernel_size"), py::arg("stride") = py::none(),
           py::arg("padding") = zero, "dx of max pooling, recomputing the argmax from x.");
-    m.def("global_avgpool_forward_f32", &global_avgpool_forward, py::arg("x"),
-          "y [N, C] = mean of x [N, C, *spatial] over the spatial axes.");
-    m.def("global_avgpool_backward_f32", &global_avgpool_backward, py::arg("dy"),
-          py::arg("x_shape"), "dx [x_shape] = dy [N, C] / (number of spatial positions).");
 }
 
 }  // namespace bt

@@ -2,7 +2,7 @@
 #include "bindings.h"
 
 PYBIND11_MODULE(_core, m) {
-    m.doc() = "biotrain-rt C core: float32 kernels, graph, planner, executor";
+    m.doc() = "biotrain-rt C core: kernels, op table, graph, planner, executor";
     bt::bind_kernels_conv(m);
     bt::bind_kernels_linear(m);
     bt::bind_kernels_norm(m);
@@ -12,6 +12,6 @@ PYBIND11_MODULE(_core, m) {
     bt::bind_kernels_loss(m);
     bt::bind_kernels_misc(m);
     bt::bind_runtime(m);
+    bt::bind_op_call(m);
     bt::bind_kernels_fixed(m);
-    bt::bind_runtime_fixed(m);
 }

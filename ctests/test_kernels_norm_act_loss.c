@@ -8,7 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <stdint.h>
-#include "biotrain/kernels_f32.h"
+#include "biotrain/kernels.h"
 #include "biotrain/bt_math.h"
 #include "biotrain/rng.h"
 

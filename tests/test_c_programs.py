@@ -11,7 +11,7 @@ import subprocess
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CORE = sorted(glob.glob(os.path.join(ROOT, "csrc", "src", "*.c")))
+CORE = sorted(glob.glob(os.path.join(ROOT, "csrc", "src", "**", "*.c"), recursive=True))
 STRICT = ["-std=c99", "-pedantic", "-Wall", "-Wextra", "-Werror", "-ffp-contract=off"]
 PROGRAMS = sorted(glob.glob(os.path.join(ROOT, "ctests", "*.c")))
 CC = shutil.which("gcc") or shutil.which("cc")

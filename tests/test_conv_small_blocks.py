@@ -41,7 +41,7 @@ def small(tmp_path_factory):
     lib = tmp_path_factory.mktemp("small") / "libconv_small.so"
     cmd = [CC, "-std=c99", "-pedantic", "-Wall", "-Wextra", "-Werror", "-ffp-contract=off", "-O2", "-fPIC",
            "-shared", "-DBT_CONV_SMALL_BLOCKS=1", "-I", os.path.join(ROOT, "csrc", "include"),
-           os.path.join(ROOT, "csrc", "src", "conv2d_f32.c"), os.path.join(ROOT, "csrc", "port", "host", "port_host.c"),
+           os.path.join(ROOT, "csrc", "src", "kernels", "conv", "conv2d_f32.c"), os.path.join(ROOT, "csrc", "port", "host", "port_host.c"),
            "-o", str(lib)]
     r = subprocess.run(cmd, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr

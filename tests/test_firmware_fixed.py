@@ -1,8 +1,8 @@
 """Fixed-point firmware: the integer training steps on a 32-bit RISC-V MCU
 under QEMU, bit-identical to the host.
 
-A FixedTrainer (brt.Trainer(net, ..., dtype="fixed")) is exported with its
-integer state (brt.export.firmware), cross-compiled for rv32imc (no FPU, run
+A fixed-point Trainer (brt.Trainer(net, ..., dtype="fixed")) is exported with its
+integer state (the session's state blob) (brt.export.firmware), cross-compiled for rv32imc (no FPU, run
 on a QEMU CPU without F/D) and, for MI-BMInet, rv32imfc too; run under QEMU.
 After the calibration and after every step the Q16 loss bits, the checksum of
 the int32 masters and their scales, and a checksum of every other piece of
@@ -30,7 +30,7 @@ import torch
 import biotrain_rt as brt
 import biotrain_rt.export  # noqa: F401  (brt.export)
 import biotrain_rt.firmware as fw
-from biotrain_rt.fixed import FixedTrainer
+from biotrain_rt.train import FixedFormat
 
 torch.set_num_threads(1)
 
@@ -85,7 +85,7 @@ class _Exports:
             assert net.n_params() == n_params
             tr = brt.Trainer(net, optimizer=brt.SGD(lr=0.01, momentum=0.9), strategy="full", batch_size=B,
                              dtype="fixed")
-            assert isinstance(tr, FixedTrainer) and not tr.calibrated
+            assert isinstance(tr.format, FixedFormat) and not tr.calibrated
             samples = _samples(net, STEPS * B, 4)
             ex = brt.export.firmware(tr, self.base / model, samples=samples, steps=STEPS, target="rv32imc")
             self.items[model] = (tr, ex, samples)
@@ -176,12 +176,12 @@ def test_host_run_is_the_trainer_continuing(exports, model):
     tr, ex, (X, y, _, _) = exports.get(model)
     host = exports.host_run(model)
     B = ex.batch_size
-    assert tr.checksum() == host.init_checksum and fw.fixed_state_checksum(tr.session) == host.init_state
+    assert tr.checksum() == host.init_checksum and tr.state_checksum() == host.init_state
     for s in range(STEPS):
         loss = tr.step(X[s * B:(s + 1) * B], y[s * B:(s + 1) * B])
         h = host.steps[s]
         assert loss == h.loss, (model, s)
-        assert (tr.checksum(), fw.fixed_state_checksum(tr.session)) == (h.checksum, h.state), (model, s)
+        assert (tr.checksum(), tr.state_checksum()) == (h.checksum, h.state), (model, s)
 
 
 def test_a_mid_training_export_continues_on_the_mcu(cross_tools, tmp_path):
@@ -197,9 +197,8 @@ def test_a_mid_training_export_continues_on_the_mcu(cross_tools, tmp_path):
     Y = rng.integers(0, net.classes, (9, 2))
     for s in range(9):
         tr.step(X[s], Y[s])
-    ad = tr.session.adapt_state()
-    assert ad["steps"] == 9 and ad["out_win_n"].max() > 1 and ad["rng_state"] != 0
-    assert any(np.any(np.asarray(tr.session.momentum(v, 0)) != 0) for v in net.param_layers())
+    assert tr.session.steps == 9 and tr.calibrated
+    assert any(np.any(np.asarray(tr.session.opt_state(v, 0)) != 0) for v in net.param_layers())
     Xe, ye, Xt, yt = _samples(net, 8, 3, seed=9)
     ex = brt.export.firmware(tr, tmp_path / "mid", samples=(Xe, ye, Xt, yt), steps=4, target="rv32imc")
     res = fw.build_and_run(ex.out_dir, timeout=RUN_TIMEOUT)
@@ -208,7 +207,7 @@ def test_a_mid_training_export_continues_on_the_mcu(cross_tools, tmp_path):
     assert_identical(res, host, "mid-training export")
     for s in range(4):
         assert tr.step(Xe[2 * s:2 * s + 2], ye[2 * s:2 * s + 2]) == host.steps[s].loss
-        assert (tr.checksum(), fw.fixed_state_checksum(tr.session)) == (host.steps[s].checksum, host.steps[s].state)
+        assert (tr.checksum(), tr.state_checksum()) == (host.steps[s].checksum, host.steps[s].state)
 
 
 # ---------------------------------------------------------------- no float arithmetic
@@ -256,7 +255,12 @@ def _soft_float_calls(elf):
     return routines, calls
 
 
+_OP_FILES = {p.name for p in (ROOT / "csrc" / "src" / "ops").glob("*.c")}
+
+
 def _graph_c_functions(build_dir: Path):
+    """The functions that build a graph: graph.c's, and the op descriptors'
+    option checks (`infer` in csrc/src/ops/*.c), which graph.c calls."""
     lib = build_dir / "libbiotrain_core.a"
     out = subprocess.run([fw.CROSS_PREFIX + "nm", str(lib)], capture_output=True, text=True, check=True,
                          timeout=60).stdout
@@ -264,8 +268,11 @@ def _graph_c_functions(build_dir: Path):
     for line in out.splitlines():
         if line.endswith(":"):
             member = line[:-1]
-        elif member and member.startswith("graph.c") and re.match(r"^[0-9a-f]+ [Tt] ", line):
-            funcs.add(line.split()[2])
+        elif member and re.match(r"^[0-9a-f]+ [Tt] ", line):
+            name = line.split()[2]
+            if member.startswith("graph.c") or (member.split(".c")[0] + ".c" in _OP_FILES
+                                                and name.startswith("infer")):
+                funcs.add(name)
     return funcs
 
 
@@ -273,8 +280,10 @@ def test_the_fixed_image_does_no_float_arithmetic(cross_tools, exports, record_p
     """rv32imc, fixed point: no soft-float arithmetic is linked (the float
     kernels are dropped by -ffunction-sections/--gc-sections). What remains
     are the float comparisons with which the graph builder checks its options
-    (groupnorm eps > 0, ELU alpha >= 0, 0 <= dropout p < 1), called only from
-    graph.c at boot; EEGNet has all three kinds."""
+    (groupnorm eps > 0, ELU alpha >= 0, 0 <= dropout p < 1: the op
+    descriptors' infer, called by graph.c at boot); EEGNet has all three kinds.
+    The image is built for fixed point only (BT_ONLY_FIXED), so the op table
+    holds no float kernel."""
     exports.run("eegnet", "rv32imc")
     build_dir = exports.get("eegnet")[1].out_dir / "build-rv32imc"
     routines, calls = _soft_float_calls(build_dir / "app.elf")
@@ -329,12 +338,22 @@ def test_fixed_point_refuses_batchnorm_and_bad_state(tmp_path):
     assert not (tmp_path / "a").exists()
     ex = brt.export.firmware(tr, tmp_path / "b", samples=(X, y, Xt, yt), steps=1, target="rv32imc")
     m = json.loads((ex.out_dir / "export.json").read_text())
-    assert m["dtype"] == "fixed" and m["calibration"]["rounds"] == tr.calibration_rounds
-    state = dict(m["state"], out=[99] * len(m["state"]["out"]))
-    with pytest.raises(ValueError, match="'out' value 99 is outside"):
-        tr.session.load_state(state)
-    with pytest.raises(ValueError, match="missing 'dout_win'"):
-        tr.session.load_state({k: v for k, v in m["state"].items() if k != "dout_win"})
+    assert m["dtype"] == "fixed" and m["calibration"]["rounds"] == tr.format.calibration_rounds
+    # The exported state is the session's blob: a truncated, corrupted or foreign one is refused, nothing changes.
+    with np.load(ex.out_dir / "export.npz") as z:
+        blob = z["state"].tobytes()
+    assert len(blob) == m["state_bytes"]
+    before = (tr.checksum(), tr.state_checksum())
+    for bad_blob in (blob[:-4], blob[:20], blob[:12] + bytes([blob[12] ^ 1]) + blob[13:], b"", b"BTSS" * 8):
+        with pytest.raises(ValueError, match="load_state"):
+            tr.session.load_state(bad_blob)
+        assert (tr.checksum(), tr.state_checksum()) == before
+    other = brt.Trainer(brt.models.epidenet(seed=1), optimizer=brt.SGD(lr=0.01), batch_size=1, dtype="fixed")
+    other.session.load_state(blob)    # same model and plan: taken
+    assert (other.checksum(), other.state_checksum()) == before
+    f32 = brt.Trainer(brt.models.epidenet(), optimizer=brt.SGD(lr=0.01), batch_size=1)
+    with pytest.raises(ValueError, match="load_state"):
+        f32.session.load_state(blob)  # a fixed-point blob in a float32 session
 
 
 def test_cli_export_and_run_fixed_firmware(cross_tools, tmp_path):

@@ -1,5 +1,5 @@
 """Fixed-point kernels: the C core against the integer NumPy reference
-(reference/fixed.py, written from the rules in kernels_fixed.h), bit for bit
+(reference/fixed.py, written from the rules in qmath.h), bit for bit
 (np.array_equal, and the saturation statistics too), over many shapes and
 random inputs that include the int8 limits; the documented bad inputs; and,
 so that a rule shared by both sides cannot be wrong unnoticed, each kernel's

@@ -1,5 +1,5 @@
 """Fixed-point training runs: the C integer executor against the NumPy integer
-reference executor (reference/fixed_train.py, written from exec_fixed.h) bit
+reference executor (reference/fixed_train.py, written from the fixed format's rules in exec.h) bit
 for bit over whole 20-step runs of the zoo models; the fixed-point loss curve
 against float32; the planner's fixed-point figure; bad input at the trainer.
 """
@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import biotrain_rt as brt
-from biotrain_rt.fixed import FixedTrainer
+from biotrain_rt.train import FixedFormat
 from biotrain_rt.reference import fixed as R
 from biotrain_rt.reference.fixed_train import FixedReference
 
@@ -45,7 +45,7 @@ def reference_for(tr, opt, net):
     for i, l in enumerate(net.layers):
         for k, name in enumerate(("weight", "bias")):
             if name in l.params:
-                params[(i, k)] = (np.array(tr.session.param(i, k)), tr.session.param_frac(i, k))
+                params[(i, k)] = (np.array(tr.session.param(i, k)), tr.session.frac(i, "param", k))
     return FixedReference(net, tr.trainable_nodes, R.decode_f32(opt.lr), R.decode_f32(opt.momentum),
                           R.decode_f32(opt.weight_decay), tr.micro_batch, params, seed=tr.seed)
 
@@ -56,7 +56,7 @@ def assert_same_state(tr, ref, where):
     assert sc["dout"].tolist() == ref.dout_frac, where
     for (v, k), q in ref.params.items():
         assert np.array_equal(np.asarray(tr.session.param(v, k)), q.reshape(-1)), (where, v, k)
-        assert tr.session.param_frac(v, k) == ref.pfrac[(v, k)], (where, v, k)
+        assert tr.session.frac(v, "param", k) == ref.pfrac[(v, k)], (where, v, k)
         if (v, k) in ref.grad_frac:
             assert sc["grad"][v, k] == ref.grad_frac[(v, k)], (where, v, k)
     assert tr.session.saturated_last == ref.saturated_last, where
@@ -78,7 +78,7 @@ def test_twenty_steps_bit_exact(model, strategy, batch, micro):
         strategy = [names[len(names) // 2], names[-1]]
     opt = brt.SGD(lr=0.05, momentum=0.9, weight_decay=1e-3)
     tr = brt.Trainer(net, optimizer=opt, strategy=strategy, batch_size=batch, micro_batch=micro, dtype="fixed")
-    assert isinstance(tr, FixedTrainer)
+    assert isinstance(tr.format, FixedFormat) and tr.dtype == "fixed"
     ref = reference_for(tr, opt, net)
     rng = np.random.default_rng(7)
     c, h, w = net.input_shape
@@ -87,12 +87,12 @@ def test_twenty_steps_bit_exact(model, strategy, batch, micro):
     Y = rng.integers(0, net.classes, size=(20, batch)).astype(np.int32)
     tr.calibrate(X[0], Y[0])
     xq, f = tr.quantize_input(X[0])
-    ref.calibrate(xq, f, Y[0], tr.calibration_rounds)
+    ref.calibrate(xq, f, Y[0], tr.format.calibration_rounds)
     assert_same_state(tr, ref, "calibration")
     losses = []
     for s in range(20):
         xq, f = tr.quantize_input(X[s])
-        loss_c = tr.session.train_step(xq, f, Y[s])
+        loss_c = tr.session.train_step(xq, Y[s], f)
         loss_r = ref.train_step(xq, f, Y[s])
         assert loss_c == loss_r, s
         assert_same_state(tr, ref, f"step {s}")
@@ -192,13 +192,13 @@ def test_refused_steps_leave_parameters_unchanged():
     with pytest.raises(ValueError, match="outside the 3 classes"):
         tr.step(x, [0, 1, 3, 0])
     with pytest.raises(ValueError, match="label out of range"):  # straight to the C core
-        tr.session.train_step(tr.quantize_input(x)[0], tr.input_frac, np.array([0, 1, 3, 0], np.int32))
+        tr.session.train_step(tr.quantize_input(x)[0], np.array([0, 1, 3, 0], np.int32), tr.input_frac)
     x_bad = x.copy()
     x_bad[1, 0, 0, 3] = np.nan
     with pytest.raises(ValueError, match="NaN"):
         tr.step(x_bad, [0, 1, 2, 0])
     with pytest.raises(ValueError, match="int16"):
-        tr.session.train_step(x, 4, np.array([0, 1, 2, 0], np.int32))  # float data never enter unconverted
+        tr.session.train_step(x, np.array([0, 1, 2, 0], np.int32), 4)  # float data never enter unconverted
     assert tr.checksum() == before
 
 
@@ -224,13 +224,13 @@ def test_a_scale_that_would_overflow_the_accumulator_is_refused():
     fc = net.index("fc")
     b = tr.session.param(fc, 1)
     b[...] = 1 << 30
-    tr.session.set_param_frac(fc, 1, R.FRAC_MIN)   # a bias of 2^62: far beyond any int32 accumulator
+    tr.session.set_frac(fc, "param", 1, R.FRAC_MIN)   # a bias of 2^62: far beyond any int32 accumulator
     before = tr.checksum()
     with pytest.raises(ValueError, match=r"fixed-point overflow.*'fc'"):
         tr.step(x, [0, 1, 2, 0])
     assert tr.checksum() == before
     with pytest.raises(ValueError, match="outside"):
-        tr.session.set_param_frac(fc, 1, R.FRAC_MAX + 1)
+        tr.session.set_frac(fc, "param", 1, R.FRAC_MAX + 1)
 
 
 def test_a_tensor_too_large_for_int32_accumulation_is_refused():

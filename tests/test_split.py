@@ -18,7 +18,7 @@ CC = shutil.which("gcc") or shutil.which("cc")
 PROGRAM = r"""
 #include <stdio.h>
 #include <string.h>
-#include "biotrain/kernels_fixed.h"
+#include "biotrain/kernels.h"
 #include "biotrain/port.h"
 
 #define MAXN 20000
@@ -87,7 +87,7 @@ def _build(tmp_path):
     src = tmp_path / "split.c"
     src.write_text(PROGRAM)
     exe = tmp_path / "split"
-    core = sorted(glob.glob(os.path.join(ROOT, "csrc", "src", "*.c")))
+    core = sorted(glob.glob(os.path.join(ROOT, "csrc", "src", "**", "*.c"), recursive=True))
     cmd = [CC, "-std=c99", "-pedantic", "-Wall", "-Wextra", "-Werror", "-ffp-contract=off", "-O1",
            "-I", os.path.join(ROOT, "csrc", "include"), str(src), *core,
            os.path.join(ROOT, "csrc", "port", "host", "port_host.c"), "-lm", "-o", str(exe)]
@@ -121,7 +121,7 @@ def test_fixed_conv_eight_workers_identical(tmp_path):
 FLOAT_PROGRAM = r"""
 #include <stdio.h>
 #include <string.h>
-#include "biotrain/kernels_f32.h"
+#include "biotrain/kernels.h"
 #include "biotrain/port.h"
 
 #define MAXN 40000
@@ -220,7 +220,7 @@ def test_float_conv_eight_workers_identical_and_disjoint(tmp_path):
     src = tmp_path / "split_f32.c"
     src.write_text(FLOAT_PROGRAM)
     exe = tmp_path / "split_f32"
-    core = sorted(glob.glob(os.path.join(ROOT, "csrc", "src", "*.c")))
+    core = sorted(glob.glob(os.path.join(ROOT, "csrc", "src", "**", "*.c"), recursive=True))
     cmd = [CC, "-std=c99", "-pedantic", "-Wall", "-Wextra", "-Werror", "-ffp-contract=off", "-O1",
            "-I", os.path.join(ROOT, "csrc", "include"), str(src), *core,
            os.path.join(ROOT, "csrc", "port", "host", "port_host.c"), "-lm", "-o", str(exe)]

@@ -332,10 +332,34 @@ def test_core_apply_update_refuses_a_non_finite_gradient():
     assert tr.checksum() == c0
 
 
-def test_split_steps_are_float32_only_and_say_so():
-    tr = brt.Trainer(brt.models.emgnet_logenergy(seed=2), optimizer=brt.SGD(lr=0.1), batch_size=6, dtype="fixed")
+def test_fixed_split_step_is_one_step_and_refuses_like_float32():
+    """Fixed point: gradients() then apply_gradients() of the same gradients is
+    bit for bit one step (the gradient scales are kept when the values fit), and
+    a bad gradient is refused with nothing changed, as in float32."""
     x, y = _logenergy_batch()
-    with pytest.raises(NotImplementedError, match="float32 only"):
-        tr.gradients(x, y)
-    with pytest.raises(NotImplementedError, match="float32 only"):
-        tr.apply_gradients({})
+    a = brt.Trainer(brt.models.emgnet_logenergy(seed=2), optimizer=brt.SGD(lr=0.1, momentum=0.9), batch_size=6,
+                    dtype="fixed")
+    b = brt.Trainer(brt.models.emgnet_logenergy(seed=2), optimizer=brt.SGD(lr=0.1, momentum=0.9), batch_size=6,
+                    dtype="fixed")
+    for _ in range(3):
+        a.step(x, y)
+        g = b.gradients(x, y)
+        assert all(v.dtype == np.float32 and np.isfinite(v).all() for v in g.values())
+        b.apply_gradients(g)
+        assert a.checksum() == b.checksum() and a.state_checksum() == b.state_checksum()
+    c0, s0 = b.checksum(), b.state_checksum()
+    g = b.gradients(x, y)
+    key = next(iter(g))
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        b.apply_gradients({**g, key: np.full_like(g[key], np.nan)})
+    with pytest.raises(ValueError, match="no gradient"):
+        b.apply_gradients({k: v for k, v in g.items() if k != key})
+    assert b.checksum() == c0
+
+
+def test_fixed_only_calls_say_so_on_a_float32_trainer():
+    tr = brt.Trainer(brt.models.emgnet_logenergy(seed=2), optimizer=brt.SGD(lr=0.1), batch_size=6)
+    x, _ = _logenergy_batch()
+    for call in (lambda: tr.quantize_input(x), lambda: tr.scales(), lambda: tr.input_frac):
+        with pytest.raises(ValueError, match="dtype='fixed'"):
+            call()

@@ -1,10 +1,7 @@
-/* The executor: forward, loss, backward in reverse order, optimizer update,
- * over the arena offsets of a plan. The schedule steps named here are the
- * planner's (plan.h), so the plan check below can poison every buffer that
- * the plan says is dead at a step. */
-#include <string.h>
-#include "biotrain/exec.h"
-#include "biotrain/bt_math.h"
+/* The executor: one schedule walk for both number formats (exec.h). The
+ * schedule steps named here are the planner's (plan_internal.h), so the plan
+ * check below can poison every buffer that the plan says is dead at a step. */
+#include "exec_internal.h"
 
 #if defined(BT_PLAN_CHECK)
 /* Sanitizer build: before each schedule step, everything in the arena that the
@@ -17,8 +14,7 @@ static void plan_check_step(const bt_session *s, int step)
     ASAN_POISON_MEMORY_REGION(s->arena, s->arena_bytes);
     for (i = 0; i < s->p->n_buffers; ++i) {
         const bt_buffer *b = &s->p->buffers[i];
-        if (b->first <= step && step <= b->last)
-            ASAN_UNPOISON_MEMORY_REGION(s->arena + b->offset, b->bytes);
+        if (b->first <= step && step <= b->last) ASAN_UNPOISON_MEMORY_REGION(s->arena + b->offset, b->bytes);
     }
 }
 static void plan_check_end(const bt_session *s) { ASAN_UNPOISON_MEMORY_REGION(s->arena, s->arena_bytes); }
@@ -27,73 +23,137 @@ static void plan_check_end(const bt_session *s) { ASAN_UNPOISON_MEMORY_REGION(s-
 #define plan_check_end(s) ((void)0)
 #endif
 
-/* Finite check by the bits, inline: it runs over every input value of a step. */
-static int finite_bits(float x)
+#if defined(BT_ONLY_FIXED)
+#define FORMAT_F32 ((const bt_exec_format *)(0 * sizeof bt_exec_f32))
+#else
+#define FORMAT_F32 (&bt_exec_f32)
+#endif
+#if defined(BT_ONLY_F32)
+#define FORMAT_FIXED ((const bt_exec_format *)(0 * sizeof bt_exec_fixed))
+#else
+#define FORMAT_FIXED (&bt_exec_fixed)
+#endif
+
+const bt_exec_format *bt_exec_format_for(bt_dtype dt)
 {
-    uint32_t u;
-    memcpy(&u, &x, sizeof u);
-    return (u & 0x7f800000u) != 0x7f800000u;
+    static const bt_exec_format *const formats[BT_DTYPE_COUNT_] = {FORMAT_F32, FORMAT_FIXED};
+    return ((int)dt >= 0 && dt < BT_DTYPE_COUNT_) ? formats[dt] : NULL;
 }
 
-#define STEP_FWD(i) (i)
-#define STEP_LOSS(n) (n)
-#define STEP_BWD(n, i) (2 * (n) - (i))
-#define STEP_OPT(n) (2 * (n))
+static const bt_exec_format *fmt(const bt_session *s) { return bt_exec_format_for(s->dtype); }
 
-static float *tensor_f32(const bt_session *s, int t)
-{
-    return t < 0 ? NULL : (float *)(void *)(s->arena + bt_plan_offset(s->p, t));
-}
-
-static void *tensor_raw(const bt_session *s, int t)
-{
-    return t < 0 ? NULL : (void *)(s->arena + bt_plan_offset(s->p, t));
-}
-
-
+/* ------------------------------------------------------------------ setup */
 bt_status bt_session_init(bt_session *s, const bt_graph *g, const bt_plan *p, void *arena,
                           size_t arena_bytes, const bt_optim_cfg *opt, uint64_t seed)
 {
+    const bt_exec_format *f;
     bt_status st;
+    int v;
     if (!s || !g || !p || !arena || !opt) return BT_ERR_NULL_POINTER;
     if (arena_bytes < p->peak_bytes) return BT_ERR_ARENA_TOO_SMALL;
-    if ((st = bt_optim_check(opt)) != BT_OK) return st;
+    if (((uintptr_t)arena & (BT_ARENA_ALIGN - 1)) != 0) return BT_ERR_BAD_PARAM;
+    if (p->opts.dtype != BT_DTYPE_F32 && p->opts.dtype != BT_DTYPE_FIXED) return BT_ERR_BAD_PARAM;
     if (opt->kind != p->opts.optimizer) return BT_ERR_BAD_PARAM;
-    if (opt->kind == BT_OPTIM_SGD && opt->momentum != 0.0f && !p->opts.momentum) return BT_ERR_BAD_PARAM;
+    /* every op has the kernels its part of the step needs, in the plan's format */
+    for (v = 1; v < g->n_nodes; ++v) {
+        const bt_op_desc *d = bt_op_get(g->nodes[v].kind);
+        const bt_op_kernels *k = d ? d->kernels[p->opts.dtype] : NULL;
+        if (!k || !k->forward) return BT_ERR_UNSUPPORTED;
+        if (p->nodes[v].run_backward && !k->backward_input) return BT_ERR_UNSUPPORTED;
+        if (p->nodes[v].weight_grad && !k->backward_weight) return BT_ERR_UNSUPPORTED;
+    }
+    if (!(f = bt_exec_format_for(p->opts.dtype))) return BT_ERR_UNSUPPORTED;
+    if ((st = f->check(g, p, opt)) != BT_OK) return st;
     memset(s, 0, sizeof *s);
     s->g = g; s->p = p;
     s->arena = (uint8_t *)arena;
     s->arena_bytes = arena_bytes;
+    s->dtype = p->opts.dtype;
     s->opt = *opt;
     s->opt_state.beta1_pow = 1.0f;
     s->opt_state.beta2_pow = 1.0f;
+    s->adapt = 1;
     s->error_node = -1;
     bt_rng_seed(&s->rng, seed, 0x62696f7472u);
     /* Only the planned bytes: the plan check proves nothing else is touched. */
     memset(arena, 0, p->peak_bytes);
+    f->setup(s);
+    f->opt_changed(s);
     return BT_OK;
 }
 
-float *bt_session_param(bt_session *s, int node, int which, size_t *numel)
+static int node_ok(const bt_session *s, int node, int which)
 {
-    int t;
-    if (!s || node < 0 || node >= s->g->n_nodes || which < 0 || which >= BT_MAX_PARAMS_PER_NODE)
-        return NULL;
-    t = s->p->nodes[node].param[which];
-    if (t < 0) return NULL;
-    if (numel) *numel = bt_node_param_numel(s->g, node, which);
-    return tensor_f32(s, t);
+    return s && node >= 0 && node < s->g->n_nodes && which >= 0 && which < BT_MAX_PARAMS_PER_NODE;
 }
 
-float *bt_session_grad(bt_session *s, int node, int which, size_t *numel)
+void *bt_session_param(bt_session *s, int node, int which, size_t *numel)
+{
+    if (!node_ok(s, node, which) || s->p->nodes[node].param[which] < 0) return NULL;
+    if (numel) *numel = bt_node_param_numel(s->g, node, which);
+    return bt_tensor_ptr(s, s->p->nodes[node].param[which]);
+}
+
+void *bt_session_grad(bt_session *s, int node, int which, size_t *numel)
+{
+    if (!node_ok(s, node, which) || s->p->nodes[node].pgrad[which] < 0) return NULL;
+    if (numel) *numel = bt_node_param_numel(s->g, node, which);
+    return bt_tensor_ptr(s, s->p->nodes[node].pgrad[which]);
+}
+
+void *bt_session_opt_state(bt_session *s, int node, int which, int moment, size_t *numel)
 {
     int t;
-    if (!s || node < 0 || node >= s->g->n_nodes || which < 0 || which >= BT_MAX_PARAMS_PER_NODE)
-        return NULL;
-    t = s->p->nodes[node].pgrad[which];
+    if (!node_ok(s, node, which) || moment < 0 || moment > 1) return NULL;
+    t = moment == 0 ? s->p->nodes[node].opt_m[which] : s->p->nodes[node].opt_v[which];
     if (t < 0) return NULL;
     if (numel) *numel = bt_node_param_numel(s->g, node, which);
-    return tensor_f32(s, t);
+    return bt_tensor_ptr(s, t);
+}
+
+static int *frac_slot(bt_session *s, int node, bt_frac_kind kind, int which)
+{
+    bt_fixed_state *fx = &s->fx;
+    if (!node_ok(s, node, which)) return NULL;
+    switch (kind) {
+    case BT_FRAC_OUT: return &fx->out_frac[node];
+    case BT_FRAC_DOUT: return &fx->dout_frac[node];
+    case BT_FRAC_WQ: return &fx->wq_frac[node];
+    case BT_FRAC_PARAM: return s->p->nodes[node].param[which] >= 0 ? &fx->param_frac[node][which] : NULL;
+    case BT_FRAC_GRAD: return s->p->nodes[node].param[which] >= 0 ? &fx->grad_frac[node][which] : NULL;
+    case BT_FRAC_MOM: return s->p->nodes[node].param[which] >= 0 ? &fx->mom_frac[node][which] : NULL;
+    default: return NULL;
+    }
+}
+
+int bt_session_frac(const bt_session *s, int node, bt_frac_kind kind, int which)
+{
+    const int *f;
+    if (!s || s->dtype != BT_DTYPE_FIXED) return 0;
+    f = frac_slot((bt_session *)s, node, kind, which);
+    return f ? *f : 0;
+}
+
+bt_status bt_session_set_frac(bt_session *s, int node, bt_frac_kind kind, int which, int frac)
+{
+    int *f;
+    if (!s) return BT_ERR_NULL_POINTER;
+    if (s->dtype != BT_DTYPE_FIXED) return BT_ERR_UNSUPPORTED;
+    f = frac_slot(s, node, kind, which);
+    if (!f || frac < BT_Q_FRAC_MIN || frac > BT_Q_FRAC_MAX) return BT_ERR_BAD_PARAM;
+    *f = frac;
+    return BT_OK;
+}
+
+bt_q_stats bt_session_stats(const bt_session *s, int node, bt_frac_kind kind)
+{
+    bt_q_stats z;
+    z.saturated = 0; z.absmax = 0;
+    if (!s || s->dtype != BT_DTYPE_FIXED || node < 0 || node >= s->g->n_nodes) return z;
+    if (kind == BT_FRAC_OUT) return s->fx.out_st[node];
+    if (kind == BT_FRAC_DOUT) return s->fx.dout_st[node];
+    if (kind == BT_FRAC_GRAD) return s->fx.grad_st[node][0];
+    return z;
 }
 
 size_t bt_session_n_trainable(const bt_session *s)
@@ -109,346 +169,192 @@ size_t bt_session_n_trainable(const bt_session *s)
 
 bt_status bt_session_set_lr(bt_session *s, float lr)
 {
+    bt_optim_cfg c;
+    bt_status st;
     if (!s) return BT_ERR_NULL_POINTER;
-    if (!(lr >= 0.0f) || !bt_isfinitef(lr)) return BT_ERR_BAD_PARAM;
-    s->opt.lr = lr;
+    c = s->opt;
+    c.lr = lr;
+    if ((st = fmt(s)->check(s->g, s->p, &c)) != BT_OK) return st;
+    s->opt = c;
+    fmt(s)->opt_changed(s);
     return BT_OK;
 }
 
-/* Forward of node v into `out` (its planned output, or a recompute buffer). */
-static bt_status forward_node(bt_session *s, int v, int rows, int train, float *out)
+bt_status bt_session_set_adapt(bt_session *s, int adapt)
 {
-    const bt_graph *g = s->g;
-    const bt_node *nd = &g->nodes[v];
+    if (!s) return BT_ERR_NULL_POINTER;
+    s->adapt = adapt ? 1 : 0;
+    return BT_OK;
+}
+
+/* ------------------------------------------------------------------ one op */
+/* The context of node v for a pass: its tensors from the plan, then the
+ * format's scales. `out` overrides the forward's output (a recompute). */
+static void node_ctx(bt_session *s, bt_op_ctx *c, int v, int rows, int train, bt_ctx_mode mode, void *out)
+{
+    const bt_node *nd = &s->g->nodes[v];
     const bt_plan_node *pn = &s->p->nodes[v];
-    const float *in = tensor_f32(s, s->p->nodes[nd->inputs[0]].out);
-    int count = rows * (int)bt_node_numel(nd);
-    int hw = nd->h * nd->w;
-    switch (nd->kind) {
-    case BT_OP_CONV2D: {
-        bt_conv2d_shape cs;
-        bt_node_conv2d_shape(g, v, rows, &cs);
-        return bt_conv2d_forward_f32(out, in, tensor_f32(s, pn->param[0]), tensor_f32(s, pn->param[1]), &cs);
+    int k;
+    memset(c, 0, sizeof *c);
+    c->g = s->g; c->node = v; c->rows = rows; c->train = train; c->dtype = s->dtype;
+    c->rng = &s->rng;
+    for (k = 0; k < nd->n_inputs; ++k) {
+        c->in[k] = bt_tensor_ptr(s, mode == BT_CTX_BACKWARD ? pn->bwd_in[k] : s->p->nodes[nd->inputs[k]].out);
+        if (mode == BT_CTX_BACKWARD) c->din[k] = bt_tensor_ptr(s, pn->din[k]);
     }
-    case BT_OP_LINEAR:
-        return bt_linear_forward_f32(out, in, tensor_f32(s, pn->param[0]), tensor_f32(s, pn->param[1]), rows,
-                                     (int)bt_node_numel(&g->nodes[nd->inputs[0]]), nd->o.linear.out_f);
-    case BT_OP_GROUPNORM:
-        return bt_groupnorm_forward_f32(out, tensor_f32(s, pn->mean), tensor_f32(s, pn->rstd), in,
-                                        tensor_f32(s, pn->param[0]), tensor_f32(s, pn->param[1]), rows,
-                                        nd->c, hw, nd->o.norm.groups, nd->o.norm.eps);
-    case BT_OP_BATCHNORM:
-        if (train)
-            return bt_batchnorm_forward_train_f32(out, tensor_f32(s, pn->mean), tensor_f32(s, pn->rstd),
-                                                  tensor_f32(s, pn->param[2]), tensor_f32(s, pn->param[3]),
-                                                  in, tensor_f32(s, pn->param[0]), tensor_f32(s, pn->param[1]),
-                                                  rows, nd->c, hw, nd->o.norm.momentum, nd->o.norm.eps);
-        return bt_batchnorm_forward_eval_f32(out, in, tensor_f32(s, pn->param[2]), tensor_f32(s, pn->param[3]),
-                                             tensor_f32(s, pn->param[0]), tensor_f32(s, pn->param[1]), rows,
-                                             nd->c, hw, nd->o.norm.eps);
-    case BT_OP_RELU:
-        if (train && pn->mask >= 0)
-            return bt_relu_forward_mask_f32(out, (uint32_t *)tensor_raw(s, pn->mask), in, count);
-        return bt_relu_forward_f32(out, in, count);
-    case BT_OP_ELU: return bt_elu_forward_f32(out, in, count, nd->o.alpha);
-    case BT_OP_GELU: return bt_gelu_forward_f32(out, in, count);
-    case BT_OP_AVGPOOL2D: {
-        bt_pool2d_shape ps;
-        bt_node_pool2d_shape(g, v, rows, &ps);
-        return bt_avgpool2d_forward_f32(out, in, &ps);
+    c->out = out ? out : bt_tensor_ptr(s, pn->out);
+    if (mode == BT_CTX_BACKWARD) c->dout = bt_tensor_ptr(s, pn->dout);
+    for (k = 0; k < BT_MAX_PARAMS_PER_NODE; ++k) {
+        c->param[k] = bt_tensor_ptr(s, pn->param[k]);
+        c->pgrad[k] = bt_tensor_ptr(s, pn->pgrad[k]);
     }
-    case BT_OP_MAXPOOL2D: {
-        bt_pool2d_shape ps;
-        bt_node_pool2d_shape(g, v, rows, &ps);
-        return bt_maxpool2d_forward_f32(out, (int32_t *)tensor_raw(s, pn->argmax), in, &ps);
-    }
-    case BT_OP_GLOBAL_AVGPOOL: {
-        const bt_node *src = &g->nodes[nd->inputs[0]];
-        return bt_global_avgpool_forward_f32(out, in, rows, src->c, src->h * src->w);
-    }
-    case BT_OP_ADD:
-        return bt_add_forward_f32(out, in, tensor_f32(s, s->p->nodes[nd->inputs[1]].out), count);
-    case BT_OP_FLATTEN:
-        return BT_OK; /* a view: the planner gave it its input's buffer */
-    case BT_OP_DROPOUT:
-        if (train && nd->o.p > 0.0f)
-            return bt_dropout_forward_f32(out, (uint8_t *)tensor_raw(s, pn->mask), in, count, nd->o.p, &s->rng);
-        if (out != in) memmove(out, in, (size_t)count * sizeof(float));
-        return BT_OK;
-    default:
-        return BT_ERR_UNSUPPORTED;
-    }
+    for (k = 0; k < BT_MAX_SAVED; ++k) c->saved[k] = bt_tensor_ptr(s, pn->saved[k]);
+    fmt(s)->fill(s, c, mode);
 }
 
-/* The input gradient of slot k of node c, written to `din`. */
-static bt_status backward_input(bt_session *s, int c, int k, float *din, int rows)
+static const bt_op_kernels *kernels_of(const bt_session *s, int v)
 {
-    const bt_graph *g = s->g;
-    const bt_node *nd = &g->nodes[c];
-    const bt_plan_node *pn = &s->p->nodes[c];
-    const bt_node *src = &g->nodes[nd->inputs[k]];
-    const float *dout = tensor_f32(s, pn->dout);
-    const float *in = tensor_f32(s, pn->bwd_in[k]);
-    const float *out = tensor_f32(s, pn->out);
-    int count = rows * (int)bt_node_numel(nd);
-    int hw = nd->h * nd->w;
-    switch (nd->kind) {
-    case BT_OP_CONV2D: {
-        bt_conv2d_shape cs;
-        bt_node_conv2d_shape(g, c, rows, &cs);
-        return bt_conv2d_backward_input_f32(din, dout, tensor_f32(s, pn->param[0]), &cs);
-    }
-    case BT_OP_LINEAR:
-        return bt_linear_backward_input_f32(din, dout, tensor_f32(s, pn->param[0]), rows,
-                                            (int)bt_node_numel(src), nd->o.linear.out_f);
-    case BT_OP_GROUPNORM:
-        return bt_groupnorm_backward_input_f32(din, dout, in, tensor_f32(s, pn->mean), tensor_f32(s, pn->rstd),
-                                               tensor_f32(s, pn->param[0]), rows, nd->c, hw, nd->o.norm.groups);
-    case BT_OP_BATCHNORM:
-        return bt_batchnorm_backward_input_f32(din, dout, in, tensor_f32(s, pn->mean), tensor_f32(s, pn->rstd),
-                                               tensor_f32(s, pn->param[0]), rows, nd->c, hw);
-    case BT_OP_RELU:
-        return bt_relu_backward_mask_f32(din, dout, (const uint32_t *)tensor_raw(s, pn->mask), count);
-    case BT_OP_ELU: return bt_elu_backward_f32(din, dout, out, count, nd->o.alpha);
-    case BT_OP_GELU: return bt_gelu_backward_f32(din, dout, in, count);
-    case BT_OP_AVGPOOL2D: {
-        bt_pool2d_shape ps;
-        bt_node_pool2d_shape(g, c, rows, &ps);
-        return bt_avgpool2d_backward_f32(din, dout, &ps);
-    }
-    case BT_OP_MAXPOOL2D: {
-        bt_pool2d_shape ps;
-        bt_node_pool2d_shape(g, c, rows, &ps);
-        return bt_maxpool2d_backward_f32(din, dout, (const int32_t *)tensor_raw(s, pn->argmax), &ps);
-    }
-    case BT_OP_GLOBAL_AVGPOOL:
-        return bt_global_avgpool_backward_f32(din, dout, rows, src->c, src->h * src->w);
-    case BT_OP_ADD:
-        return bt_add_backward_f32(din, NULL, dout, count);
-    case BT_OP_FLATTEN:
-        if (din != dout) memmove(din, dout, (size_t)count * sizeof(float));
-        return BT_OK;
-    case BT_OP_DROPOUT:
-        if (nd->o.p > 0.0f)
-            return bt_dropout_backward_f32(din, dout, (const uint8_t *)tensor_raw(s, pn->mask), count, nd->o.p);
-        if (din != dout) memmove(din, dout, (size_t)count * sizeof(float));
-        return BT_OK;
-    default:
-        return BT_ERR_UNSUPPORTED;
-    }
+    return bt_op_get(s->g->nodes[v].kind)->kernels[s->dtype];
 }
 
-static bt_status backward_weight(bt_session *s, int c, int rows)
+/* Forward of node v into its planned output, or (recompute) into `out`. */
+static bt_status forward_node(bt_session *s, int v, int rows, int train, bt_ctx_mode mode, void *out)
 {
-    const bt_graph *g = s->g;
-    const bt_node *nd = &g->nodes[c];
-    const bt_plan_node *pn = &s->p->nodes[c];
-    const float *dout = tensor_f32(s, pn->dout);
-    const float *in = tensor_f32(s, pn->bwd_in[0]);
-    int hw = nd->h * nd->w;
-    switch (nd->kind) {
-    case BT_OP_CONV2D: {
-        bt_conv2d_shape cs;
-        bt_node_conv2d_shape(g, c, rows, &cs);
-        return bt_conv2d_backward_weight_f32(tensor_f32(s, pn->pgrad[0]), tensor_f32(s, pn->pgrad[1]), dout,
-                                             in, &cs);
-    }
-    case BT_OP_LINEAR:
-        return bt_linear_backward_weight_f32(tensor_f32(s, pn->pgrad[0]), tensor_f32(s, pn->pgrad[1]), dout, in,
-                                             rows, (int)bt_node_numel(&g->nodes[nd->inputs[0]]),
-                                             nd->o.linear.out_f);
-    case BT_OP_GROUPNORM:
-        return bt_groupnorm_backward_weight_f32(tensor_f32(s, pn->pgrad[0]), tensor_f32(s, pn->pgrad[1]), dout,
-                                                in, tensor_f32(s, pn->mean), tensor_f32(s, pn->rstd), rows,
-                                                nd->c, hw, nd->o.norm.groups);
-    case BT_OP_BATCHNORM:
-        return bt_batchnorm_backward_weight_f32(tensor_f32(s, pn->pgrad[0]), tensor_f32(s, pn->pgrad[1]), dout,
-                                                in, tensor_f32(s, pn->mean), tensor_f32(s, pn->rstd), rows,
-                                                nd->c, hw);
-    default:
-        return BT_OK;
-    }
+    bt_op_ctx c;
+    node_ctx(s, &c, v, rows, train, mode, out);
+    return kernels_of(s, v)->forward(&c);
 }
 
-static bt_status backward_node(bt_session *s, int c, int rows)
+static bt_status backward_node(bt_session *s, int v, int rows)
 {
-    const bt_node *nd = &s->g->nodes[c];
-    const bt_plan_node *pn = &s->p->nodes[c];
+    const bt_node *nd = &s->g->nodes[v];
+    const bt_plan_node *pn = &s->p->nodes[v];
+    const bt_op_kernels *kern = kernels_of(s, v);
+    bt_op_ctx c;
     bt_status st;
     int k;
     for (k = 0; k < nd->n_inputs; ++k)
         if (pn->recompute[k] >= 0 &&
-            (st = forward_node(s, pn->recompute[k], rows, 1, tensor_f32(s, pn->bwd_in[k]))) != BT_OK)
+            (st = forward_node(s, pn->recompute[k], rows, 1, BT_CTX_RECOMPUTE, bt_tensor_ptr(s, pn->bwd_in[k]))) !=
+                BT_OK)
             return st;
-    /* Weight gradient first: an input gradient may overwrite the activation it reads. */
-    if (pn->weight_grad && (st = backward_weight(s, c, rows)) != BT_OK) return st;
-    for (k = 0; k < nd->n_inputs; ++k) {
-        float *din = tensor_f32(s, pn->din[k]);
-        if (!din) continue;
-        if ((st = backward_input(s, c, k, din, rows)) != BT_OK) return st;
+    node_ctx(s, &c, v, rows, 1, BT_CTX_BACKWARD, NULL);
+    /* Weight gradient first: an input gradient may overwrite the activation
+     * it reads. Input slots last to first: slot 0's gradient may overwrite
+     * this op's output gradient in place (plan.c), so the other slots read it
+     * before. */
+    if (pn->weight_grad && (st = kern->backward_weight(&c)) != BT_OK) return st;
+    for (k = nd->n_inputs - 1; k >= 0; --k) {
+        if (!c.din[k]) continue;
+        if ((st = kern->backward_input(&c, k)) != BT_OK) return st;
         if (pn->din_accumulate[k]) {
-            const bt_node *src = &s->g->nodes[nd->inputs[k]];
-            st = bt_accumulate_f32(tensor_f32(s, s->p->nodes[nd->inputs[k]].dout), din,
-                                   rows * (int)bt_node_numel(src));
+            const int u = nd->inputs[k];
+            st = fmt(s)->accumulate(s, u, c.din[k], rows * (int)bt_node_numel(&s->g->nodes[u]));
             if (st != BT_OK) return st;
         }
     }
     return BT_OK;
 }
 
-static bt_status check_batch(const bt_session *s, const float *x, const int32_t *labels, int batch)
-{
-    size_t i, total;
-    if (batch <= 0) return BT_ERR_BAD_SIZE;
-    total = (size_t)batch * bt_node_numel(&s->g->nodes[0]);
-    for (i = 0; i < total; ++i)
-        if (!finite_bits(x[i])) return BT_ERR_NONFINITE;
-    if (labels)
-        for (i = 0; i < (size_t)batch; ++i)
-            if (labels[i] < 0 || labels[i] >= s->g->classes) return BT_ERR_LABEL;
-    return BT_OK;
-}
-
-static bt_status forward_pass(bt_session *s, const float *x, int rows, int train)
+/* ------------------------------------------------------------------ passes */
+static bt_status forward_pass(bt_session *s, const void *x, int x_frac, int rows, int train)
 {
     int v, n = s->g->n_nodes;
     bt_status st;
     plan_check_step(s, 0);
-    memcpy(tensor_f32(s, s->p->nodes[0].out), x, (size_t)rows * bt_node_numel(&s->g->nodes[0]) * sizeof(float));
+    if ((st = fmt(s)->load_input(s, x, x_frac, rows)) != BT_OK) { s->error_node = 0; return st; }
     for (v = 1; v < n; ++v) {
-        plan_check_step(s, STEP_FWD(v));
-        st = forward_node(s, v, rows, train, tensor_f32(s, s->p->nodes[v].out));
-        if (st != BT_OK) { s->error_node = v; return st; }
+        plan_check_step(s, BT_STEP_FWD(v));
+        if ((st = forward_node(s, v, rows, train, BT_CTX_FORWARD, NULL)) != BT_OK) { s->error_node = v; return st; }
     }
     return BT_OK;
 }
 
-static int grads_finite(const bt_session *s)
+static const uint8_t *sample_ptr(const bt_session *s, const void *x, int start)
+{
+    const size_t in_bytes = s->dtype == BT_DTYPE_FIXED ? sizeof(int16_t) : sizeof(float);
+    return (const uint8_t *)x + (size_t)start * bt_node_numel(&s->g->nodes[0]) * in_bytes;
+}
+
+static int any_trainable(const bt_session *s)
 {
     int v, k;
-    size_t i;
     for (v = 0; v < s->g->n_nodes; ++v)
-        for (k = 0; k < BT_MAX_PARAMS_PER_NODE; ++k) {
-            int t = s->p->nodes[v].pgrad[k];
-            const float *gr;
-            size_t cnt;
-            if (t < 0) continue;
-            gr = tensor_f32(s, t);
-            cnt = bt_node_param_numel(s->g, v, k);
-            for (i = 0; i < cnt; ++i)
-                if (!finite_bits(gr[i])) return 0;
-        }
-    return 1;
+        for (k = 0; k < BT_MAX_PARAMS_PER_NODE; ++k)
+            if (s->p->nodes[v].pgrad[k] >= 0) return 1;
+    return 0;
 }
 
-static bt_status update(bt_session *s)
+/* Checks the batch, then forward and backward over it: the mean gradient
+ * lands in the (zeroed) gradient buffers. Nothing is updated. */
+static bt_status grad_pass(bt_session *s, const void *x, int x_frac, const int32_t *labels, int batch)
 {
-    int v, k;
+    const bt_graph *g = s->g;
+    const bt_plan *p = s->p;
+    const int n = g->n_nodes;
+    int v, k, start, train;
     bt_status st;
-    s->opt_state.step++;
-    s->opt_state.beta1_pow *= s->opt.beta1;
-    s->opt_state.beta2_pow *= s->opt.beta2;
-    for (v = 0; v < s->g->n_nodes; ++v) {
-        const bt_plan_node *pn = &s->p->nodes[v];
-        for (k = 0; k < BT_MAX_PARAMS_PER_NODE; ++k) {
-            size_t cnt;
-            if (pn->pgrad[k] < 0) continue;
-            cnt = bt_node_param_numel(s->g, v, k);
-            if (s->opt.kind == BT_OPTIM_ADAM)
-                st = bt_adam_update_f32(tensor_f32(s, pn->param[k]), tensor_f32(s, pn->opt_m[k]),
-                                        tensor_f32(s, pn->opt_v[k]), tensor_f32(s, pn->pgrad[k]), cnt, &s->opt,
-                                        &s->opt_state);
-            else
-                st = bt_sgd_update_f32(tensor_f32(s, pn->param[k]), tensor_f32(s, pn->opt_m[k]),
-                                       tensor_f32(s, pn->pgrad[k]), cnt, &s->opt);
-            if (st != BT_OK) return st;
-        }
-    }
-    return BT_OK;
-}
-
-/* Forward and backward over the batch: the mean gradient lands in the
- * gradient buffers (zeroed first). Nothing is updated. *any_trainable says
- * whether there was any gradient to compute. */
-static bt_status grad_pass(bt_session *s, float *loss, const float *x, const int32_t *labels, int batch,
-                           int *any_trainable_out)
-{
-    const bt_graph *g;
-    const bt_plan *p;
-    int n, v, k, start, any_trainable = 0;
-    float total = 0.0f;
-    bt_status st;
-    *any_trainable_out = 0;
-    if (!s || !x || !labels) return BT_ERR_NULL_POINTER;
-    g = s->g; p = s->p; n = g->n_nodes;
     s->error_node = -1;
+    if (!x || !labels) return BT_ERR_NULL_POINTER;
     if (batch <= 0) return BT_ERR_BAD_SIZE;
     /* Batch statistics need the whole batch in one pass. */
     if (p->has_batchnorm && batch > p->opts.micro_batch) return BT_ERR_SHAPE_MISMATCH;
-    if ((st = check_batch(s, x, labels, batch)) != BT_OK) return st;
-
+    if ((st = fmt(s)->begin(s, x, x_frac, labels, batch)) != BT_OK) return st;
+    train = any_trainable(s);
     for (v = 0; v < n; ++v)
-        for (k = 0; k < BT_MAX_PARAMS_PER_NODE; ++k) {
-            int t = p->nodes[v].pgrad[k];
-            if (t < 0) continue;
-            any_trainable = *any_trainable_out = 1;
-            memset(tensor_f32(s, t), 0, bt_node_param_numel(g, v, k) * sizeof(float));
-        }
-
+        for (k = 0; k < BT_MAX_PARAMS_PER_NODE; ++k)
+            if (p->nodes[v].pgrad[k] >= 0)
+                memset(bt_tensor_ptr(s, p->nodes[v].pgrad[k]), 0, bt_node_param_numel(g, v, k) * 4u);
+    s->loss_sum = 0.0f;
+    s->fx.loss_sum = 0;
     for (start = 0; start < batch; start += p->opts.micro_batch) {
-        int rows = batch - start < p->opts.micro_batch ? batch - start : p->opts.micro_batch;
-        float mb_loss = 0.0f;
-        const float *xs = x + (size_t)start * bt_node_numel(&g->nodes[0]);
-        int32_t *lab = (int32_t *)tensor_raw(s, p->labels);
-        float *probs = tensor_f32(s, p->probs);
-        if ((st = forward_pass(s, xs, rows, 1)) != BT_OK) return st;
-        plan_check_step(s, STEP_LOSS(n));
-        memcpy(lab, labels + start, (size_t)rows * sizeof(int32_t));
-        st = bt_cross_entropy_forward_f32(&mb_loss, probs, tensor_f32(s, p->nodes[n - 1].out), lab, rows,
-                                          g->classes);
-        if (st != BT_OK) return st;
-        total += mb_loss * ((float)rows / (float)batch);
-        if (!any_trainable) continue;
-        st = bt_cross_entropy_backward_f32(tensor_f32(s, p->nodes[n - 1].dout), probs, lab,
-                                           (float)rows / (float)batch, rows, g->classes);
-        if (st != BT_OK) return st;
+        const int rows = batch - start < p->opts.micro_batch ? batch - start : p->opts.micro_batch;
+        if ((st = forward_pass(s, sample_ptr(s, x, start), x_frac, rows, 1)) != BT_OK) return st;
+        plan_check_step(s, BT_STEP_LOSS(n));
+        memcpy(bt_tensor_ptr(s, p->labels), labels + start, (size_t)rows * sizeof(int32_t));
+        if ((st = fmt(s)->loss(s, rows, batch, train)) != BT_OK) { s->error_node = n - 1; return st; }
+        if (!train) continue;
         for (v = n - 1; v >= 1; --v) {
             if (!p->nodes[v].run_backward) continue;
-            plan_check_step(s, STEP_BWD(n, v));
+            plan_check_step(s, BT_STEP_BWD(n, v));
             if ((st = backward_node(s, v, rows)) != BT_OK) { s->error_node = v; return st; }
         }
     }
-    s->last_loss = total;
-    if (loss) *loss = total;
+    fmt(s)->loss_done(s, batch);
     return BT_OK;
 }
 
-/* The update from whatever the gradient buffers hold. A non-finite gradient
- * (a diverging run) leaves the weights as they were. */
+/* The update from whatever the gradient buffers hold (nothing to update
+ * without trainable parameters), then the format's bookkeeping. */
 static bt_status update_pass(bt_session *s)
 {
-    plan_check_step(s, STEP_OPT(s->g->n_nodes));
-    if (!grads_finite(s)) return BT_ERR_DIVERGED;
-    return update(s);
+    bt_status st;
+    if (any_trainable(s)) {
+        plan_check_step(s, BT_STEP_OPT(s->g->n_nodes));
+        if ((st = fmt(s)->grads_ok(s)) != BT_OK) return st;
+        if ((st = fmt(s)->update(s)) != BT_OK) return st;
+    }
+    fmt(s)->after_update(s, 0);
+    return BT_OK;
 }
 
-bt_status bt_train_step(bt_session *s, float *loss, const float *x, const int32_t *labels, int batch)
+bt_status bt_train_step(bt_session *s, bt_value *loss, const void *x, int x_frac, const int32_t *labels, int batch)
 {
-    int any_trainable;
     bt_status st;
     if (!s) return BT_ERR_NULL_POINTER;
-    st = grad_pass(s, loss, x, labels, batch, &any_trainable);
-    if (st == BT_OK && any_trainable) st = update_pass(s);
+    st = grad_pass(s, x, x_frac, labels, batch);
+    if (st == BT_OK) st = update_pass(s);
+    if (st == BT_OK && loss) *loss = s->last_loss;
     plan_check_end(s);
     return st;
 }
 
-bt_status bt_grad_step(bt_session *s, float *loss, const float *x, const int32_t *labels, int batch)
+bt_status bt_grad_step(bt_session *s, bt_value *loss, const void *x, int x_frac, const int32_t *labels, int batch)
 {
-    int any_trainable;
     bt_status st;
     if (!s) return BT_ERR_NULL_POINTER;
-    st = grad_pass(s, loss, x, labels, batch, &any_trainable);
+    st = grad_pass(s, x, x_frac, labels, batch);
+    if (st == BT_OK && loss) *loss = s->last_loss;
     plan_check_end(s);
     return st;
 }
@@ -458,47 +364,47 @@ bt_status bt_apply_update(bt_session *s)
     bt_status st;
     if (!s) return BT_ERR_NULL_POINTER;
     s->error_node = -1;
-    if (bt_session_n_trainable(s) == 0) return BT_OK;
     st = update_pass(s);
     plan_check_end(s);
     return st;
 }
 
-bt_status bt_forward(bt_session *s, float *logits, const float *x, int n)
+bt_status bt_calibrate(bt_session *s, const void *x, int x_frac, const int32_t *labels, int batch, int rounds)
 {
-    int start, last;
+    int r;
+    bt_status st = BT_OK;
+    if (!s || !x || !labels) return BT_ERR_NULL_POINTER;
+    if (rounds < 1) return BT_ERR_BAD_SIZE;
+    if (s->dtype != BT_DTYPE_FIXED) return BT_OK; /* no scales to set */
+    for (r = 0; r < rounds && st == BT_OK; ++r)
+        if ((st = grad_pass(s, x, x_frac, labels, batch)) == BT_OK) fmt(s)->after_update(s, 1);
+    plan_check_end(s);
+    return st;
+}
+
+bt_status bt_forward(bt_session *s, void *logits, int *logits_frac, const void *x, int x_frac, int n)
+{
+    const int classes = s ? s->g->classes : 0, last = s ? s->g->n_nodes - 1 : 0;
+    int start;
     bt_status st;
     if (!s || !logits || !x) return BT_ERR_NULL_POINTER;
     s->error_node = -1;
-    if ((st = check_batch(s, x, NULL, n)) != BT_OK) return st;
-    last = s->g->n_nodes - 1;
+    if (n <= 0) return BT_ERR_BAD_SIZE;
+    if ((st = fmt(s)->begin(s, x, x_frac, NULL, n)) != BT_OK) return st;
     for (start = 0; start < n; start += s->p->opts.micro_batch) {
-        int rows = n - start < s->p->opts.micro_batch ? n - start : s->p->opts.micro_batch;
-        st = forward_pass(s, x + (size_t)start * bt_node_numel(&s->g->nodes[0]), rows, 0);
+        const int rows = n - start < s->p->opts.micro_batch ? n - start : s->p->opts.micro_batch;
+        st = forward_pass(s, sample_ptr(s, x, start), x_frac, rows, 0);
         if (st != BT_OK) { plan_check_end(s); return st; }
-        plan_check_step(s, STEP_LOSS(s->g->n_nodes));
-        memcpy(logits + (size_t)start * (size_t)s->g->classes, tensor_f32(s, s->p->nodes[last].out),
-               (size_t)rows * (size_t)s->g->classes * sizeof(float));
+        plan_check_step(s, BT_STEP_LOSS(s->g->n_nodes));
+        memcpy((uint8_t *)logits + (size_t)start * (size_t)classes * fmt(s)->logit_bytes,
+               bt_tensor_ptr(s, s->p->nodes[last].out), (size_t)rows * (size_t)classes * fmt(s)->logit_bytes);
     }
+    if (logits_frac) *logits_frac = bt_session_frac(s, bt_tensor_owner(s->g, last), BT_FRAC_OUT, 0);
+    fmt(s)->after_forward(s);
     plan_check_end(s);
     return BT_OK;
 }
 
-uint32_t bt_session_param_checksum(const bt_session *s)
-{
-    uint32_t h = 2166136261u;
-    int v, k;
-    size_t i;
-    if (!s) return 0;
-    for (v = 0; v < s->g->n_nodes; ++v)
-        for (k = 0; k < BT_MAX_PARAMS_PER_NODE; ++k) {
-            int t = s->p->nodes[v].param[k];
-            const uint8_t *bytes;
-            size_t nb;
-            if (t < 0) continue;
-            bytes = s->arena + bt_plan_offset(s->p, t);
-            nb = bt_node_param_numel(s->g, v, k) * sizeof(float);
-            for (i = 0; i < nb; ++i) { h ^= bytes[i]; h *= 16777619u; }
-        }
-    return h;
-}
+uint32_t bt_session_checksum(const bt_session *s) { return s ? fmt(s)->checksum(s) : 0; }
+
+uint32_t bt_session_state_checksum(const bt_session *s) { return s ? fmt(s)->state_checksum(s) : 0; }

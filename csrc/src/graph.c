@@ -1,16 +1,8 @@
-/* Graph building: appends nodes with their per-sample output shapes and
- * checks each against its input. No memory is planned here (see plan.c). */
+/* Graph building: appends nodes with their per-sample output shapes, each
+ * checked against its inputs by its op's descriptor (ops.h). No memory is
+ * planned here (see plan.c). */
 #include <string.h>
 #include "biotrain/graph.h"
-
-const char *bt_op_name(bt_op_kind k)
-{
-    static const char *names[BT_OP_COUNT_] = {
-        "input", "conv2d", "linear", "groupnorm", "batchnorm", "relu", "elu", "gelu",
-        "avgpool2d", "maxpool2d", "global_avgpool", "add", "flatten", "dropout"};
-    if ((int)k < 0 || k >= BT_OP_COUNT_) return "unknown";
-    return names[k];
-}
 
 void bt_node_conv2d_shape(const bt_graph *g, int node, int rows, bt_conv2d_shape *cs)
 {
@@ -58,204 +50,142 @@ bt_status bt_graph_init(bt_graph *g, int c, int h, int w)
     return BT_OK;
 }
 
-/* Reserves the next node reading `n_in` earlier nodes. */
-static bt_status new_node(bt_graph *g, bt_node **out, bt_op_kind kind, const int *inputs, int n_in,
-                          const char *name)
+bt_status bt_graph_add_node(bt_graph *g, int *id, bt_op_kind kind, const int *inputs, int n_inputs,
+                            const bt_node_opts *opts, const char *name)
 {
-    bt_node *nd;
+    const bt_op_desc *d = bt_op_get(kind);
+    bt_node nd;
+    bt_status st;
     int i;
-    if (!g || !out) return BT_ERR_NULL_POINTER;
+    if (!g || (n_inputs > 0 && !inputs)) return BT_ERR_NULL_POINTER;
+    if (!d || kind == BT_OP_INPUT) return BT_ERR_UNSUPPORTED;
     if (g->n_nodes < 1) return BT_ERR_STATE;
     if (g->n_nodes >= BT_MAX_NODES) return BT_ERR_CAPACITY;
-    for (i = 0; i < n_in; ++i)
+    if (n_inputs != d->n_inputs) return BT_ERR_BAD_PARAM;
+    for (i = 0; i < n_inputs; ++i)
         if (inputs[i] < 0 || inputs[i] >= g->n_nodes) return BT_ERR_BAD_PARAM;
-    nd = &g->nodes[g->n_nodes];
-    memset(nd, 0, sizeof *nd);
-    nd->kind = kind;
-    nd->n_inputs = n_in;
-    for (i = 0; i < n_in; ++i) nd->inputs[i] = inputs[i];
+    /* built aside and checked whole: a refused node leaves the graph as it was */
+    memset(&nd, 0, sizeof nd);
+    nd.kind = kind;
+    nd.n_inputs = n_inputs;
+    for (i = 0; i < n_inputs; ++i) nd.inputs[i] = inputs[i];
+    if (opts) nd.o = *opts;
     if (name) {
-        strncpy(nd->name, name, BT_NAME_LEN - 1);
-        nd->name[BT_NAME_LEN - 1] = '\0';
+        strncpy(nd.name, name, BT_NAME_LEN - 1);
+        nd.name[BT_NAME_LEN - 1] = '\0';
     }
-    *out = nd;
-    return BT_OK;
-}
-
-static bt_status commit(bt_graph *g, int *id)
-{
+    if ((st = d->infer(g, &nd)) != BT_OK) return st;
+    if (nd.c <= 0 || nd.h <= 0 || nd.w <= 0) return BT_ERR_BAD_SIZE;
+    g->nodes[g->n_nodes] = nd;
     if (id) *id = g->n_nodes;
     g->n_nodes++;
     return BT_OK;
 }
 
-static const bt_node *in_node(const bt_graph *g, int input) { return &g->nodes[input]; }
+/* ---------------------------------------------------------------- shorthands */
+static bt_status add1(bt_graph *g, int *id, bt_op_kind kind, int input, const bt_node_opts *o, const char *name)
+{
+    return bt_graph_add_node(g, id, kind, &input, 1, o, name);
+}
 
 bt_status bt_graph_conv2d(bt_graph *g, int *id, int input, const bt_conv2d_opts *o, const char *name)
 {
-    bt_node *nd;
-    bt_conv2d_shape s;
-    int ho, wo;
-    bt_status st;
+    bt_node_opts no;
     if (!o) return BT_ERR_NULL_POINTER;
-    if ((st = new_node(g, &nd, BT_OP_CONV2D, &input, 1, name)) != BT_OK) return st;
-    nd->o.conv = *o;
-    bt_node_conv2d_shape(g, g->n_nodes, 1, &s);
-    if ((st = bt_conv2d_check(&s, &ho, &wo)) != BT_OK) return st;
-    nd->c = o->c_out; nd->h = ho; nd->w = wo;
-    return commit(g, id);
+    memset(&no, 0, sizeof no);
+    no.conv = *o;
+    return add1(g, id, BT_OP_CONV2D, input, &no, name);
 }
 
 bt_status bt_graph_linear(bt_graph *g, int *id, int input, const bt_linear_opts *o, const char *name)
 {
-    bt_node *nd;
-    bt_status st;
+    bt_node_opts no;
     if (!o) return BT_ERR_NULL_POINTER;
-    if (o->out_f <= 0) return BT_ERR_BAD_SIZE;
-    if ((st = new_node(g, &nd, BT_OP_LINEAR, &input, 1, name)) != BT_OK) return st;
-    nd->o.linear = *o;
-    nd->c = o->out_f; nd->h = 1; nd->w = 1;
-    return commit(g, id);
-}
-
-static bt_status add_norm(bt_graph *g, int *id, int input, const bt_norm_opts *o, const char *name,
-                          bt_op_kind kind)
-{
-    bt_node *nd;
-    const bt_node *src;
-    bt_status st;
-    if (!o) return BT_ERR_NULL_POINTER;
-    if (!(o->eps > 0.0f)) return BT_ERR_BAD_PARAM;
-    if (kind == BT_OP_BATCHNORM && !(o->momentum >= 0.0f && o->momentum <= 1.0f))
-        return BT_ERR_BAD_PARAM;
-    if (kind == BT_OP_BATCHNORM && !o->affine) return BT_ERR_UNSUPPORTED; /* always affine, as PyTorch's default */
-    if ((st = new_node(g, &nd, kind, &input, 1, name)) != BT_OK) return st;
-    src = in_node(g, input);
-    if (kind == BT_OP_GROUPNORM) {
-        if (o->groups <= 0) return BT_ERR_BAD_SIZE;
-        if (src->c % o->groups != 0) return BT_ERR_GROUPS;
-    }
-    nd->o.norm = *o;
-    nd->c = src->c; nd->h = src->h; nd->w = src->w;
-    return commit(g, id);
+    memset(&no, 0, sizeof no);
+    no.linear = *o;
+    return add1(g, id, BT_OP_LINEAR, input, &no, name);
 }
 
 bt_status bt_graph_groupnorm(bt_graph *g, int *id, int input, const bt_norm_opts *o, const char *name)
 {
-    return add_norm(g, id, input, o, name, BT_OP_GROUPNORM);
+    bt_node_opts no;
+    if (!o) return BT_ERR_NULL_POINTER;
+    memset(&no, 0, sizeof no);
+    no.norm = *o;
+    return add1(g, id, BT_OP_GROUPNORM, input, &no, name);
 }
 
 bt_status bt_graph_batchnorm(bt_graph *g, int *id, int input, const bt_norm_opts *o, const char *name)
 {
-    return add_norm(g, id, input, o, name, BT_OP_BATCHNORM);
-}
-
-/* Ops whose output has the input's shape. */
-static bt_status add_same_shape(bt_graph *g, int input, bt_op_kind kind, const char *name,
-                                bt_node **made)
-{
-    bt_node *nd;
-    const bt_node *src;
-    bt_status st;
-    if ((st = new_node(g, &nd, kind, &input, 1, name)) != BT_OK) return st;
-    src = in_node(g, input);
-    nd->c = src->c; nd->h = src->h; nd->w = src->w;
-    if (made) *made = nd;
-    return BT_OK;
+    bt_node_opts no;
+    if (!o) return BT_ERR_NULL_POINTER;
+    memset(&no, 0, sizeof no);
+    no.norm = *o;
+    return add1(g, id, BT_OP_BATCHNORM, input, &no, name);
 }
 
 bt_status bt_graph_relu(bt_graph *g, int *id, int input, const char *name)
 {
-    bt_status st = add_same_shape(g, input, BT_OP_RELU, name, NULL);
-    return st == BT_OK ? commit(g, id) : st;
+    return add1(g, id, BT_OP_RELU, input, NULL, name);
 }
 
 bt_status bt_graph_elu(bt_graph *g, int *id, int input, float alpha, const char *name)
 {
-    bt_node *nd = NULL;
-    bt_status st;
-    if (!(alpha >= 0.0f)) return BT_ERR_BAD_PARAM;
-    st = add_same_shape(g, input, BT_OP_ELU, name, &nd);
-    if (st != BT_OK) return st;
-    nd->o.alpha = alpha;
-    return commit(g, id);
+    bt_node_opts no;
+    memset(&no, 0, sizeof no);
+    no.alpha = alpha;
+    return add1(g, id, BT_OP_ELU, input, &no, name);
 }
 
 bt_status bt_graph_gelu(bt_graph *g, int *id, int input, const char *name)
 {
-    bt_status st = add_same_shape(g, input, BT_OP_GELU, name, NULL);
-    return st == BT_OK ? commit(g, id) : st;
+    return add1(g, id, BT_OP_GELU, input, NULL, name);
 }
 
 bt_status bt_graph_dropout(bt_graph *g, int *id, int input, float p, const char *name)
 {
-    bt_node *nd = NULL;
-    bt_status st;
-    if (!(p >= 0.0f && p < 1.0f)) return BT_ERR_BAD_PARAM;
-    st = add_same_shape(g, input, BT_OP_DROPOUT, name, &nd);
-    if (st != BT_OK) return st;
-    nd->o.p = p;
-    return commit(g, id);
-}
-
-static bt_status add_pool(bt_graph *g, int *id, int input, const bt_pool_opts *o, const char *name,
-                          bt_op_kind kind)
-{
-    bt_node *nd;
-    bt_pool2d_shape s;
-    int ho, wo;
-    bt_status st;
-    if (!o) return BT_ERR_NULL_POINTER;
-    if ((st = new_node(g, &nd, kind, &input, 1, name)) != BT_OK) return st;
-    nd->o.pool = *o;
-    bt_node_pool2d_shape(g, g->n_nodes, 1, &s);
-    if ((st = bt_pool2d_check(&s, &ho, &wo)) != BT_OK) return st;
-    nd->c = g->nodes[input].c; nd->h = ho; nd->w = wo;
-    return commit(g, id);
+    bt_node_opts no;
+    memset(&no, 0, sizeof no);
+    no.p = p;
+    return add1(g, id, BT_OP_DROPOUT, input, &no, name);
 }
 
 bt_status bt_graph_avgpool2d(bt_graph *g, int *id, int input, const bt_pool_opts *o, const char *name)
 {
-    return add_pool(g, id, input, o, name, BT_OP_AVGPOOL2D);
+    bt_node_opts no;
+    if (!o) return BT_ERR_NULL_POINTER;
+    memset(&no, 0, sizeof no);
+    no.pool = *o;
+    return add1(g, id, BT_OP_AVGPOOL2D, input, &no, name);
 }
 
 bt_status bt_graph_maxpool2d(bt_graph *g, int *id, int input, const bt_pool_opts *o, const char *name)
 {
-    return add_pool(g, id, input, o, name, BT_OP_MAXPOOL2D);
+    bt_node_opts no;
+    if (!o) return BT_ERR_NULL_POINTER;
+    memset(&no, 0, sizeof no);
+    no.pool = *o;
+    return add1(g, id, BT_OP_MAXPOOL2D, input, &no, name);
 }
 
 bt_status bt_graph_global_avgpool(bt_graph *g, int *id, int input, const char *name)
 {
-    bt_node *nd;
-    bt_status st;
-    if ((st = new_node(g, &nd, BT_OP_GLOBAL_AVGPOOL, &input, 1, name)) != BT_OK) return st;
-    nd->c = in_node(g, input)->c; nd->h = 1; nd->w = 1;
-    return commit(g, id);
+    return add1(g, id, BT_OP_GLOBAL_AVGPOOL, input, NULL, name);
 }
 
 bt_status bt_graph_add(bt_graph *g, int *id, int a, int b, const char *name)
 {
-    bt_node *nd;
     int ins[2];
-    bt_status st;
     ins[0] = a; ins[1] = b;
-    if ((st = new_node(g, &nd, BT_OP_ADD, ins, 2, name)) != BT_OK) return st;
-    if (g->nodes[a].c != g->nodes[b].c || g->nodes[a].h != g->nodes[b].h ||
-        g->nodes[a].w != g->nodes[b].w)
-        return BT_ERR_SHAPE_MISMATCH;
-    nd->c = g->nodes[a].c; nd->h = g->nodes[a].h; nd->w = g->nodes[a].w;
-    return commit(g, id);
+    return bt_graph_add_node(g, id, BT_OP_ADD, ins, 2, NULL, name);
 }
 
 bt_status bt_graph_flatten(bt_graph *g, int *id, int input, const char *name)
 {
-    bt_node *nd;
-    bt_status st;
-    if ((st = new_node(g, &nd, BT_OP_FLATTEN, &input, 1, name)) != BT_OK) return st;
-    nd->c = (int)bt_node_numel(in_node(g, input)); nd->h = 1; nd->w = 1;
-    return commit(g, id);
+    return add1(g, id, BT_OP_FLATTEN, input, NULL, name);
 }
 
+/* ---------------------------------------------------------------- the rest */
 bt_status bt_graph_finish(bt_graph *g)
 {
     int i, j, used;
@@ -283,49 +213,22 @@ bt_status bt_graph_set_trainable(bt_graph *g, int node, int trainable)
     return BT_OK;
 }
 
-static size_t in_numel(const bt_graph *g, const bt_node *nd)
-{
-    return bt_node_numel(&g->nodes[nd->inputs[0]]);
-}
-
 int bt_node_param_count(const bt_graph *g, int node)
 {
-    const bt_node *nd = &g->nodes[node];
-    switch (nd->kind) {
-    case BT_OP_CONV2D: return nd->o.conv.has_bias ? 2 : 1;
-    case BT_OP_LINEAR: return nd->o.linear.has_bias ? 2 : 1;
-    case BT_OP_GROUPNORM: return nd->o.norm.affine ? 2 : 0;
-    case BT_OP_BATCHNORM: return 4; /* weight, bias, running mean, running var */
-    default: return 0;
-    }
+    const bt_op_desc *d = bt_op_get(g->nodes[node].kind);
+    return d && d->param_count ? d->param_count(&g->nodes[node]) : 0;
 }
 
 int bt_node_trainable_params(const bt_graph *g, int node)
 {
-    const bt_node *nd = &g->nodes[node];
-    if (nd->kind == BT_OP_BATCHNORM) return 2; /* the running statistics get no gradient */
-    return bt_node_param_count(g, node);
+    const bt_op_desc *d = bt_op_get(g->nodes[node].kind);
+    if (!d || !d->param_count) return 0;
+    return d->trainable_count ? d->trainable_count(&g->nodes[node]) : d->param_count(&g->nodes[node]);
 }
 
 size_t bt_node_param_numel(const bt_graph *g, int node, int which)
 {
-    const bt_node *nd = &g->nodes[node];
-    const bt_node *src;
-    if (which < 0 || which >= bt_node_param_count(g, node)) return 0;
-    src = &g->nodes[nd->inputs[0]];
-    switch (nd->kind) {
-    case BT_OP_CONV2D:
-        if (which == 0)
-            return (size_t)nd->o.conv.c_out * (size_t)(src->c / nd->o.conv.groups) *
-                   (size_t)nd->o.conv.k_h * (size_t)nd->o.conv.k_w;
-        return (size_t)nd->o.conv.c_out;
-    case BT_OP_LINEAR:
-        if (which == 0) return (size_t)nd->o.linear.out_f * in_numel(g, nd);
-        return (size_t)nd->o.linear.out_f;
-    case BT_OP_GROUPNORM:
-    case BT_OP_BATCHNORM:
-        return (size_t)nd->c;
-    default:
-        return 0;
-    }
+    const bt_op_desc *d = bt_op_get(g->nodes[node].kind);
+    if (which < 0 || which >= bt_node_param_count(g, node) || !d->param_numel) return 0;
+    return d->param_numel(g, &g->nodes[node], which);
 }

@@ -11,8 +11,8 @@
  * build (BT_BENCH_FIXED=1) runs the q7 kernels with fixed scales. */
 #include <stdint.h>
 #include <stdio.h>
-#include "biotrain/kernels_f32.h"
-#include "biotrain/kernels_fixed.h"
+#include "biotrain/kernels.h"
+#include "biotrain/kernels.h"
 #include "biotrain/port.h"
 #include "bt_bench.h"
 #include "bt_bench_layers.h" /* BT_BENCH_FIXED, BT_BENCH_MAX_IN, _OUT, _W, _C */

@@ -4,7 +4,7 @@
 #ifndef BT_BENCH_H
 #define BT_BENCH_H
 
-#include "biotrain/kernels_f32.h"
+#include "biotrain/kernels.h"
 
 enum { BT_BENCH_CONV = 0, BT_BENCH_LINEAR = 1 };
 

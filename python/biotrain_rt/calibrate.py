@@ -7,7 +7,7 @@ For each held-out subject (leave-one-subject-out):
    class in session 1 (in time order: the first seconds of a new user's data)
    as the calibration set, and compare strategies: ``none`` (the pretrained
    model), ``last`` (only the final linear layer), ``full`` (every layer), and
-   ``full-fixed`` (every layer in fixed point) where that path exists;
+   ``full-fixed`` (every layer in fixed point);
 3. safe adaptation: the last ``holdout_per_class`` windows of each class of the
    calibration set are held out (and the ``holdout_gap`` windows before them,
    which overlap both sides, are left out); a strategy first trains on the
@@ -43,7 +43,7 @@ from . import models
 from .data import Dataset, load_npz, load_uci_emg, log_energy
 from .meta import MetaConfig, meta_train
 from .optim import SGD, Adam
-from .trainer import Trainer
+from .train import Trainer
 
 
 @dataclass
@@ -190,13 +190,6 @@ def _optimizer(sc: StrategyConfig):
 
 
 # ---------------------------------------------------------------- adaptation
-def _fixed_available() -> bool:
-    try:
-        from . import fixed  # noqa: F401
-        return True
-    except ImportError:
-        return False
-
 
 def adapt(net, strategy: str, sc: StrategyConfig, X, y, seed: int):
     """Trains `net` in place with a strategy; returns (trainer figures).
@@ -405,7 +398,7 @@ def calibrate(data: Optional[str] = None, cfg: Optional[CalibrationConfig] = Non
     ds = prepare(raw, cfg)
     net = make_model(cfg, ds, seed=cfg.seed)
     check_dataset(ds, net.input_shape[1])
-    strategies = [s for s in cfg.strategies if s != "full-fixed" or _fixed_available()]
+    strategies = list(cfg.strategies)
     both = [int(s) for s in np.unique(ds.subject)
             if set(np.unique(ds.session[ds.subject == s]).tolist()) >= {1, 2}]
     if subjects:

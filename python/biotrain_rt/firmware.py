@@ -17,11 +17,11 @@ analytically, for FLOP per instruction; :func:`training_macs` the
 multiply-accumulates of its convolutions and linear layers (the integer MACs
 of the fixed-point path).
 
-A fixed-point export (``dtype: fixed`` in its manifest) runs the integer
-executor on both sides: the firmware prints per step the Q16 loss bits, the
-session checksum (masters and their scales) and ``state=``, a checksum of
-every other piece of state the next step reads (:func:`fixed_state_checksum`);
-``host_run`` replays it through ``_core.FixedSession``.
+Both number formats run the same executor on both sides: the firmware prints
+per step the loss bits (float32, or Q16 in fixed point), the session checksum
+(parameters, and their scales in fixed point) and ``state=``, the session's
+checksum of everything else the next step reads (``bt_session_state_checksum``,
+``Session.state_checksum()`` on the host).
 """
 from __future__ import annotations
 
@@ -38,13 +38,11 @@ from typing import Dict, List, Optional
 import numpy as np
 
 from . import _core
-from .export.firmware import TARGETS, core_graph_from_layers
+from .export.firmware import FORMAT_VERSION, TARGETS, core_graph_from_layers
 
 CROSS_PREFIX = "riscv64-unknown-elf-"
-#: Fractional bits of the fixed-point loss (kernels_fixed.h BT_Q_LOSS_FRAC).
+#: Fractional bits of the fixed-point loss (qmath.h BT_Q_LOSS_FRAC).
 LOSS_FRAC = 16
-#: BT_MAX_PARAMS_PER_NODE (plan.h).
-MAX_PARAMS = 4
 QEMU = "qemu-system-riscv32"
 
 
@@ -64,7 +62,7 @@ class StepRecord:
     loss_bits: int
     checksum: int
     instructions: Optional[int] = None
-    state: Optional[int] = None        # fixed point: the rest of the state (fixed_state_checksum)
+    state: Optional[int] = None        # the rest of the state the next step reads (state_checksum)
     loss_frac: Optional[int] = None    # fixed point: the loss is an int32 with this many fractional bits
 
     @property
@@ -229,8 +227,9 @@ def _manifest(out_dir) -> dict:
     if not p.is_file():
         raise FileNotFoundError(f"{p} not found: export the firmware first (brt.export.firmware)")
     m = json.loads(p.read_text())
-    if m.get("format") != 1:
-        raise ValueError(f"{p}: unknown export format {m.get('format')!r}")
+    if m.get("format") != FORMAT_VERSION:
+        raise ValueError(f"{p}: export format {m.get('format')!r}, this runtime reads format "
+                         f"{FORMAT_VERSION}: export again")
     return m
 
 
@@ -262,7 +261,8 @@ def build(out_dir, target: Optional[str] = None, timeout: float = 900) -> Path:
     bdir = out / f"build-{target}"
     gen = ["-G", "Ninja"] if shutil.which("ninja") else ["-G", "Unix Makefiles"]
     cfg = ["cmake", "-S", str(root / "firmware"), "-B", str(bdir), *gen,
-           f"-DCMAKE_TOOLCHAIN_FILE={root / 'firmware' / 'cmake' / spec.toolchain}", f"-DBT_FW_APP_DIR={out}"]
+           f"-DCMAKE_TOOLCHAIN_FILE={root / 'firmware' / 'cmake' / spec.toolchain}", f"-DBT_FW_APP_DIR={out}",
+           f"-DBT_FW_DTYPE={m['dtype']}"]   # the image links the kernels of its number format only
     log = ""
     for cmd in (cfg, ["cmake", "--build", str(bdir)]):
         try:
@@ -411,127 +411,66 @@ def _fnv1a(data: bytes) -> int:
     return h
 
 
-def _fnv_words(h: int, words) -> int:
-    """FNV-1a over 32-bit words taken as their little-endian bytes."""
-    b = np.ascontiguousarray(np.asarray(words, dtype=np.int64).astype(np.uint64).astype(np.uint32)).astype("<u4")
-    for byte in b.tobytes():
-        h = ((h ^ byte) * 16777619) & 0xFFFFFFFF
-    return h
-
-
-def fixed_state_checksum(session) -> int:
-    """The firmware's ``state=`` checksum of a ``_core.FixedSession``: per
-    node its out, dout and wq scales, the two adaptation windows and their
-    counts, the grad and momentum scales of every parameter slot, then its
-    momentum values; finally the dropout generator (state, inc; low word
-    first). Computed here from the bindings, in the firmware by its main.c."""
-    sc, ad = session.scales(), session.adapt_state()
-    n = len(sc["out"])
-    h = 2166136261
-    for v in range(n):
-        words = [sc["out"][v], sc["dout"][v], sc["wq"][v], ad["out_win"][v], ad["dout_win"][v],
-                 ad["out_win_n"][v], ad["dout_win_n"][v]]
-        for k in range(MAX_PARAMS):
-            words += [sc["grad"][v, k], sc["mom"][v, k]]
-        h = _fnv_words(h, words)
-        for k in range(MAX_PARAMS):
-            mom = session.momentum(v, k)
-            if mom is not None:
-                h = _fnv_words(h, np.asarray(mom))
-    rs, ri = int(ad["rng_state"]), int(ad["rng_inc"])
-    return _fnv_words(h, [rs & 0xFFFFFFFF, rs >> 32, ri & 0xFFFFFFFF, ri >> 32])
-
-
-def _host_run_fixed(out: Path, m: dict) -> HostResult:
-    with np.load(out / "export.npz") as z:
-        arr = {k: z[k] for k in z.files}
-    shape = tuple(m["input_shape"])
-    g = core_graph_from_layers(shape, m["layers"], m["trainable"])
-    po = m["plan"]
-    plan = _core.Plan(g, po["micro_batch"], "sgd", po["momentum"], po["reuse"], "fixed")
-    if int(plan.peak_bytes) != int(po["peak_bytes"]):
-        raise RuntimeError(f"host_run: the manifest's graph plans to {plan.peak_bytes} B, the export says "
-                           f"{po['peak_bytes']} B")
-    q = m["optimizer"]["q"]
-    sess = _core.FixedSession(plan, None, lr=(q[0], q[1]), momentum=(q[2], q[3]), weight_decay=(q[4], q[5]),
-                              seed=int(m["seed"]))
-    for p in m["params"]:
-        i, k = p["node"], p["which"]
-        sess.param(i, k)[...] = arr[f"q_{i}_{k}"]
-        sess.set_param_frac(i, k, p["frac"])
-        mom = sess.momentum(i, k)
-        if (mom is not None) != bool(p["momentum"]):
-            raise RuntimeError(f"host_run: parameter {p['name']}: the plan's momentum buffer and the export disagree")
-        if mom is not None:
-            mom[...] = arr[f"m_{i}_{k}"]
-    sess.load_state(m["state"])
-    init, init_state = int(sess.checksum()), fixed_state_checksum(sess)
-    xf = int(m["x_frac"])
-    cal = None
-    if m["calibration"]["rounds"]:
-        sess.calibrate(arr["x_cal"], xf, arr["y_cal"], int(m["calibration"]["rounds"]))
-        cal = StepRecord(-1, 0, int(sess.checksum()), None, fixed_state_checksum(sess))
-    B = int(m["batch_size"])
-    x = arr["x_train"].reshape((-1,) + shape)
-    y = arr["y_train"].astype(np.int32)
-    steps = []
-    for s in range(int(m["steps"])):
-        loss = sess.train_step(np.ascontiguousarray(x[s * B:(s + 1) * B]), xf,
-                               np.ascontiguousarray(y[s * B:(s + 1) * B]))
-        steps.append(StepRecord(s, int(loss) & 0xFFFFFFFF, int(sess.checksum()), None, fixed_state_checksum(sess),
-                                LOSS_FRAC))
-    n_test = int(m["n_test"])
-    correct = logits_sum = lfrac = None
-    if n_test:
-        xt = arr["x_test"].reshape((-1,) + shape)
-        logits, lfrac = sess.forward(np.ascontiguousarray(xt), xf)
-        logits = np.asarray(logits, dtype=np.int8)
-        correct = int(np.sum(logits.argmax(axis=1) == arr["y_test"]))
-        logits_sum = _fnv1a(np.ascontiguousarray(logits).tobytes())
-    return HostResult(m["model"], steps, init, int(plan.peak_bytes), correct, n_test, logits_sum, "fixed",
-                      init_state, cal, None if lfrac is None else int(lfrac))
-
-
 def host_run(out_dir) -> HostResult:
     """Runs the exported steps on the host through the bindings, from the
     export's manifest and arrays: the same graph calls, plan options,
-    optimizer settings, seed, initial parameter bits and batches (for a
-    fixed-point export: the same integer state, through ``_core.FixedSession``)."""
+    optimizer settings, seed, session state blob, calibration and batches, in
+    the export's number format."""
     out = Path(out_dir)
     m = _manifest(out)
-    if m.get("dtype") == "fixed":
-        return _host_run_fixed(out, m)
     with np.load(out / "export.npz") as z:
         arr = {k: z[k] for k in z.files}
     shape = tuple(m["input_shape"])
+    fixed = m["dtype"] == "fixed"
     g = core_graph_from_layers(shape, m["layers"], m["trainable"])
     po = m["plan"]
-    plan = _core.Plan(g, po["micro_batch"], po["optimizer"], po["momentum"], po["reuse"])
+    plan = _core.Plan(g, po["micro_batch"], po["optimizer"], po["momentum"], po["reuse"], po["dtype"])
     if int(plan.peak_bytes) != int(po["peak_bytes"]):
         raise RuntimeError(f"host_run: the manifest's graph plans to {plan.peak_bytes} B, the export says "
                            f"{po['peak_bytes']} B")
     o = m["optimizer"]
     sess = _core.Session(plan, None, o["kind"], o["lr"], o["momentum"], o["weight_decay"], o["beta1"], o["beta2"],
                          o["eps"], int(m["seed"]))
-    for p in m["params"]:
-        sess.param(p["node"], p["which"])[...] = arr[f"p_{p['node']}_{p['which']}"].view(np.float32)
-    init = int(sess.checksum())
+    sess.load_state(arr["state"].tobytes())
+
+    def samples(key):
+        a = arr[key] if fixed else arr[key].view(np.float32)
+        return np.ascontiguousarray(a.reshape((-1,) + shape))
+
+    def bits(loss):
+        if fixed:
+            return int(loss) & 0xFFFFFFFF
+        return int(np.array([loss], dtype=np.float32).view(np.uint32)[0])
+
+    xf = int(m["x_frac"])
+    init, init_state = int(sess.checksum()), int(sess.state_checksum())
+    cal = None
+    if m["calibration"]["rounds"]:
+        sess.calibrate(samples("x_cal"), arr["y_cal"].astype(np.int32), xf, int(m["calibration"]["rounds"]))
+        cal = StepRecord(-1, 0, int(sess.checksum()), None, int(sess.state_checksum()))
     B = int(m["batch_size"])
-    x = arr["x_train"].view(np.float32).reshape((-1,) + shape)
-    y = arr["y_train"].astype(np.int32)
+    x, y = samples("x_train"), arr["y_train"].astype(np.int32)
     steps = []
     for s in range(int(m["steps"])):
-        loss = sess.train_step(np.ascontiguousarray(x[s * B:(s + 1) * B]), np.ascontiguousarray(y[s * B:(s + 1) * B]))
-        bits = int(np.array([loss], dtype=np.float32).view(np.uint32)[0])
-        steps.append(StepRecord(s, bits, int(sess.checksum())))
+        loss = sess.train_step(np.ascontiguousarray(x[s * B:(s + 1) * B]), np.ascontiguousarray(y[s * B:(s + 1) * B]),
+                               xf)
+        steps.append(StepRecord(s, bits(loss), int(sess.checksum()), None, int(sess.state_checksum()),
+                                LOSS_FRAC if fixed else None))
     n_test = int(m["n_test"])
-    correct = logits_sum = None
+    correct = logits_sum = lfrac = None
     if n_test:
-        xt = arr["x_test"].view(np.float32).reshape((-1,) + shape)
-        logits = np.asarray(sess.forward(np.ascontiguousarray(xt)), dtype=np.float32)
+        out_ = sess.forward(samples("x_test"), xf)
+        if fixed:
+            logits, lfrac = out_
+            logits = np.ascontiguousarray(np.asarray(logits, dtype=np.int8))
+            raw = logits.tobytes()
+        else:
+            logits = np.ascontiguousarray(np.asarray(out_, dtype=np.float32))
+            raw = logits.astype("<f4").tobytes()
         correct = int(np.sum(logits.argmax(axis=1) == arr["y_test"]))
-        logits_sum = _fnv1a(np.ascontiguousarray(logits).astype("<f4").tobytes())
-    return HostResult(m["model"], steps, init, int(plan.peak_bytes), correct, n_test, logits_sum)
+        logits_sum = _fnv1a(raw)
+    return HostResult(m["model"], steps, init, int(plan.peak_bytes), correct, n_test, logits_sum, m["dtype"],
+                      init_state, cal, None if lfrac is None else int(lfrac))
 
 
 # ------------------------------------------------------------------ FLOP count

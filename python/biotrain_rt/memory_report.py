@@ -8,7 +8,7 @@ from typing import Dict, List
 
 from . import models
 from .optim import SGD
-from .trainer import Trainer
+from .train import Trainer
 
 PAPER = {"mibminet": {"biotrain_full_bytes": 0.67e6, "bn_batch8_bytes": 5.4e6}}
 

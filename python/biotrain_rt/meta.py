@@ -22,7 +22,7 @@ import numpy as np
 
 from .network import Network
 from .optim import Adam
-from .trainer import Trainer
+from .train import Trainer
 
 
 @dataclass

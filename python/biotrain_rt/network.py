@@ -9,52 +9,12 @@ C arena and back.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from . import _core
-
-#: Parameter names in the order the C core numbers them (0 weight, 1 bias, 2 running mean, 3 running var).
-PARAM_NAMES = ("weight", "bias", "running_mean", "running_var")
-
-LAYER_KINDS = ("conv2d", "linear", "groupnorm", "batchnorm", "relu", "elu", "gelu", "avgpool2d",
-               "maxpool2d", "global_avgpool", "add", "flatten", "dropout")
-
-
-def _pair(v) -> Tuple[int, int]:
-    if isinstance(v, (tuple, list)):
-        if len(v) != 2:
-            raise ValueError(f"expected an int or a pair, got {v!r}")
-        return int(v[0]), int(v[1])
-    return int(v), int(v)
-
-
-@dataclass
-class Layer:
-    """One node of the network: its kind, the ids of the nodes it reads, its
-    options, its per-sample output shape and its parameters."""
-    kind: str
-    name: str
-    inputs: List[int]
-    opts: Dict = field(default_factory=dict)
-    shape: Tuple[int, int, int] = (0, 0, 0)
-    params: Dict[str, np.ndarray] = field(default_factory=dict)
-
-    @property
-    def has_params(self) -> bool:
-        return any(k in self.params for k in ("weight", "bias"))
-
-    def n_trainable(self) -> int:
-        return int(sum(self.params[k].size for k in ("weight", "bias") if k in self.params))
-
-
-class _Short:
-    """A layer seen with the name the C graph keeps (31 characters)."""
-
-    def __init__(self, layer: Layer):
-        self.kind, self.inputs, self.name = layer.kind, layer.inputs, layer.name[:31]
+from .layers import LAYER_KINDS, PARAM_NAMES, SPECS, Layer, pair as _pair  # noqa: F401 (re-exported)
 
 
 class Network:
@@ -91,115 +51,73 @@ class Network:
             raise ValueError(f"Network: a layer named '{name}' exists already; layer names must be unique")
         return name
 
-    def _append(self, kind, name, inputs, opts, node_id, params=None) -> int:
-        info = self._graph.node(node_id)
-        layer = Layer(kind, name, list(inputs), dict(opts), tuple(info["shape"]), params or {})
-        self.layers.append(layer)
-        self._finished = False
-        return node_id
-
     def _check_input(self, i) -> int:
         if not isinstance(i, (int, np.integer)) or i < 0 or i >= len(self.layers):
             raise ValueError(f"Network: input node {i!r} does not exist (the network has {len(self.layers)} nodes)")
         return int(i)
 
-    def _uniform(self, shape, fan_in):
-        bound = 1.0 / np.sqrt(max(fan_in, 1))
-        return self._rng.uniform(-bound, bound, size=shape).astype(np.float32)
+    def add_layer(self, kind: str, inputs: Sequence[int], name: Optional[str] = None, **args) -> int:
+        """Appends a layer of any kind of the op table (``brt.layers.SPECS``)
+        reading `inputs`; the arguments are the kind's (see its method, e.g.
+        :meth:`conv2d`). Returns the new node's id. A refused layer leaves the
+        network as it was."""
+        if kind not in SPECS:
+            raise ValueError(f"Network: unknown layer kind {kind!r}; kinds: {', '.join(LAYER_KINDS)}")
+        spec = SPECS[kind]
+        inputs = [self._check_input(i) for i in inputs]
+        name = self._unique(name, spec.prefix)
+        rng_state = self._rng.bit_generator.state
+        try:
+            opts, params = spec.make(self, inputs, **args)
+            layer = Layer(kind, name, inputs, opts, (0, 0, 0), params)
+            node_id = self._graph.add(kind, inputs, layer.core_opts(), name[:31])
+        except Exception:
+            self._rng.bit_generator.state = rng_state  # the next layer's weights as if this one was never tried
+            raise
+        layer.shape = tuple(self._graph.node(node_id)["shape"])
+        self.layers.append(layer)
+        self._finished = False
+        return node_id
 
     def conv2d(self, x, out_channels, kernel, stride=1, padding=0, dilation=1, groups=1, bias=False, name=None) -> int:
-        x = self._check_input(x)
-        name = self._unique(name, "conv")
-        k, s, p, d = _pair(kernel), _pair(stride), _pair(padding), _pair(dilation)
-        nid = self._graph.conv2d(x, int(out_channels), k, s, p, d, int(groups), bool(bias), name[:31])
-        c_in = self.layers[x].shape[0]
-        fan_in = (c_in // groups) * k[0] * k[1]
-        params = {"weight": self._uniform((out_channels, c_in // groups, k[0], k[1]), fan_in)}
-        if bias:
-            params["bias"] = self._uniform((out_channels,), fan_in)
-        opts = dict(out_channels=int(out_channels), kernel=k, stride=s, padding=p, dilation=d, groups=int(groups),
-                    bias=bool(bias))
-        return self._append("conv2d", name, [x], opts, nid, params)
+        return self.add_layer("conv2d", [x], name, out_channels=out_channels, kernel=kernel, stride=stride,
+                              padding=padding, dilation=dilation, groups=groups, bias=bias)
 
     def linear(self, x, out_features, bias=True, name=None) -> int:
-        x = self._check_input(x)
-        name = self._unique(name, "linear")
-        nid = self._graph.linear(x, int(out_features), bool(bias), name[:31])
-        in_f = int(np.prod(self.layers[x].shape))
-        params = {"weight": self._uniform((out_features, in_f), in_f)}
-        if bias:
-            params["bias"] = self._uniform((out_features,), in_f)
-        return self._append("linear", name, [x], dict(out_features=int(out_features), bias=bool(bias),
-                                                          in_features=in_f), nid, params)
+        return self.add_layer("linear", [x], name, out_features=out_features, bias=bias)
 
     def groupnorm(self, x, groups, affine=True, eps=1e-5, name=None) -> int:
-        x = self._check_input(x)
-        name = self._unique(name, "norm")
-        nid = self._graph.groupnorm(x, int(groups), bool(affine), float(eps), name[:31])
-        c = self.layers[x].shape[0]
-        params = {"weight": np.ones(c, np.float32), "bias": np.zeros(c, np.float32)} if affine else {}
-        return self._append("groupnorm", name, [x], dict(groups=int(groups), affine=bool(affine), eps=float(eps)),
-                            nid, params)
+        return self.add_layer("groupnorm", [x], name, groups=groups, affine=affine, eps=eps)
 
     def batchnorm(self, x, momentum=0.1, eps=1e-5, name=None) -> int:
-        x = self._check_input(x)
-        name = self._unique(name, "bn")
-        nid = self._graph.batchnorm(x, float(momentum), float(eps), name[:31])
-        c = self.layers[x].shape[0]
-        params = {"weight": np.ones(c, np.float32), "bias": np.zeros(c, np.float32),
-                  "running_mean": np.zeros(c, np.float32), "running_var": np.ones(c, np.float32)}
-        return self._append("batchnorm", name, [x], dict(momentum=float(momentum), eps=float(eps)), nid, params)
+        return self.add_layer("batchnorm", [x], name, momentum=momentum, eps=eps)
 
     def relu(self, x, name=None) -> int:
-        x = self._check_input(x)
-        name = self._unique(name, "relu")
-        return self._append("relu", name, [x], {}, self._graph.relu(x, name[:31]))
+        return self.add_layer("relu", [x], name)
 
     def elu(self, x, alpha=1.0, name=None) -> int:
-        x = self._check_input(x)
-        name = self._unique(name, "elu")
-        return self._append("elu", name, [x], dict(alpha=float(alpha)), self._graph.elu(x, float(alpha), name[:31]))
+        return self.add_layer("elu", [x], name, alpha=alpha)
 
     def gelu(self, x, name=None) -> int:
-        x = self._check_input(x)
-        name = self._unique(name, "gelu")
-        return self._append("gelu", name, [x], {}, self._graph.gelu(x, name[:31]))
+        return self.add_layer("gelu", [x], name)
 
     def avgpool2d(self, x, kernel, stride=None, padding=0, name=None) -> int:
-        return self._pool(x, False, kernel, stride, padding, name)
+        return self.add_layer("avgpool2d", [x], name, kernel=kernel, stride=stride, padding=padding)
 
     def maxpool2d(self, x, kernel, stride=None, padding=0, name=None) -> int:
-        return self._pool(x, True, kernel, stride, padding, name)
-
-    def _pool(self, x, is_max, kernel, stride, padding, name) -> int:
-        x = self._check_input(x)
-        kind = "maxpool2d" if is_max else "avgpool2d"
-        name = self._unique(name, "pool")
-        k = _pair(kernel)
-        s = _pair(stride) if stride is not None else k
-        p = _pair(padding)
-        nid = self._graph.pool(x, is_max, k, s, p, name[:31])
-        return self._append(kind, name, [x], dict(kernel=k, stride=s, padding=p), nid)
+        return self.add_layer("maxpool2d", [x], name, kernel=kernel, stride=stride, padding=padding)
 
     def global_avgpool(self, x, name=None) -> int:
-        x = self._check_input(x)
-        name = self._unique(name, "gap")
-        return self._append("global_avgpool", name, [x], {}, self._graph.global_avgpool(x, name[:31]))
+        return self.add_layer("global_avgpool", [x], name)
 
     def add(self, a, b, name=None) -> int:
-        a, b = self._check_input(a), self._check_input(b)
-        name = self._unique(name, "add")
-        return self._append("add", name, [a, b], {}, self._graph.add(a, b, name[:31]))
+        return self.add_layer("add", [a, b], name)
 
     def flatten(self, x, name=None) -> int:
-        x = self._check_input(x)
-        name = self._unique(name, "flatten")
-        return self._append("flatten", name, [x], {}, self._graph.flatten(x, name[:31]))
+        return self.add_layer("flatten", [x], name)
 
     def dropout(self, x, p=0.5, name=None) -> int:
-        x = self._check_input(x)
-        name = self._unique(name, "dropout")
-        return self._append("dropout", name, [x], dict(p=float(p)), self._graph.dropout(x, float(p), name[:31]))
+        return self.add_layer("dropout", [x], name, p=p)
 
     # ------------------------------------------------------------ queries
     @property
@@ -239,36 +157,8 @@ class Network:
     def core_graph(self, trainable: Sequence[int] = ()) -> "_core.Graph":
         """A fresh C graph of this network with the given nodes marked trainable."""
         self.finish()
-        g = _core.Graph(*self.input_shape)
-        for i, layer in enumerate(self.layers[1:], start=1):
-            o = layer.opts
-            l = _Short(layer)
-            if l.kind == "conv2d":
-                nid = g.conv2d(l.inputs[0], o["out_channels"], o["kernel"], o["stride"], o["padding"], o["dilation"],
-                               o["groups"], o["bias"], l.name)
-            elif l.kind == "linear":
-                nid = g.linear(l.inputs[0], o["out_features"], o["bias"], l.name)
-            elif l.kind == "groupnorm":
-                nid = g.groupnorm(l.inputs[0], o["groups"], o["affine"], o["eps"], l.name)
-            elif l.kind == "batchnorm":
-                nid = g.batchnorm(l.inputs[0], o["momentum"], o["eps"], l.name)
-            elif l.kind in ("relu", "gelu", "flatten", "global_avgpool"):
-                nid = getattr(g, l.kind)(l.inputs[0], l.name)
-            elif l.kind == "elu":
-                nid = g.elu(l.inputs[0], o["alpha"], l.name)
-            elif l.kind in ("avgpool2d", "maxpool2d"):
-                nid = g.pool(l.inputs[0], l.kind == "maxpool2d", o["kernel"], o["stride"], o["padding"], l.name)
-            elif l.kind == "add":
-                nid = g.add(l.inputs[0], l.inputs[1], l.name)
-            elif l.kind == "dropout":
-                nid = g.dropout(l.inputs[0], o["p"], l.name)
-            else:  # pragma: no cover - layers are only made by the methods above
-                raise ValueError(f"unknown layer kind {l.kind!r}")
-            assert nid == i
-        g.finish()
-        for i in trainable:
-            g.set_trainable(int(i), True)
-        return g
+        return core_graph(self.input_shape, [(l.kind, l.inputs, l.core_opts(), l.name) for l in self.layers[1:]],
+                          trainable)
 
     # ------------------------------------------------------------ state
     def state_dict(self) -> Dict[str, np.ndarray]:
@@ -315,3 +205,18 @@ class Network:
 
     def __repr__(self) -> str:
         return f"Network('{self.name}', input={self.input_shape}, layers={len(self.layers) - 1}, params={self.n_params()})"
+
+
+def core_graph(input_shape, layers, trainable: Sequence[int] = ()) -> "_core.Graph":
+    """The C graph of (kind, inputs, core options, name) layers after the
+    input, finished, with the given nodes trainable: what a Network, a
+    firmware manifest and the exported C all build, with the same calls."""
+    g = _core.Graph(*[int(s) for s in input_shape])
+    for i, (kind, inputs, opts, name) in enumerate(layers, start=1):
+        nid = g.add(kind, [int(x) for x in inputs], dict(opts), str(name)[:31])
+        if nid != i:  # pragma: no cover - the C graph numbers nodes in order
+            raise RuntimeError(f"layer '{name}': the graph numbered it {nid}, expected {i}")
+    g.finish()
+    for i in trainable:
+        g.set_trainable(int(i), True)
+    return g

@@ -1,4 +1,4 @@
-"""Optimizer settings. The updates themselves run in the C core (csrc/src/optim.c)."""
+"""Optimizer settings. The updates themselves run in the C core (csrc/src/optim/)."""
 from __future__ import annotations
 
 import math

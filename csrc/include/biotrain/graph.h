@@ -10,37 +10,18 @@
 
 #include <stddef.h>
 #include "biotrain/status.h"
-#include "biotrain/kernels_f32.h"
+#include "biotrain/types.h"
+#include "biotrain/ops.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
 #define BT_MAX_NODES 64
-#define BT_MAX_NODE_INPUTS 2
 #define BT_NAME_LEN 32
 
-typedef enum {
-    BT_OP_INPUT = 0,
-    BT_OP_CONV2D,
-    BT_OP_LINEAR,
-    BT_OP_GROUPNORM,
-    BT_OP_BATCHNORM,
-    BT_OP_RELU,
-    BT_OP_ELU,
-    BT_OP_GELU,
-    BT_OP_AVGPOOL2D,
-    BT_OP_MAXPOOL2D,
-    BT_OP_GLOBAL_AVGPOOL,
-    BT_OP_ADD,
-    BT_OP_FLATTEN,
-    BT_OP_DROPOUT,
-    BT_OP_COUNT_
-} bt_op_kind;
-
-const char *bt_op_name(bt_op_kind k);
-
-/* Per-op options. Batch size is not part of a graph (n is set by the plan). */
+/* Per-op options (the op table names their fields for the bindings and the
+ * emitter). Batch size is not part of a graph (n is set by the plan). */
 typedef struct {
     int c_out, k_h, k_w, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, groups;
     int has_bias;
@@ -61,24 +42,26 @@ typedef struct {
     int k_h, k_w, stride_h, stride_w, pad_h, pad_w;
 } bt_pool_opts;
 
-typedef struct {
+typedef union {
+    bt_conv2d_opts conv;
+    bt_linear_opts linear;
+    bt_norm_opts norm;
+    bt_pool_opts pool;
+    float alpha;       /* elu */
+    float p;           /* dropout */
+} bt_node_opts;
+
+typedef struct bt_node {
     bt_op_kind kind;
     int n_inputs;
     int inputs[BT_MAX_NODE_INPUTS];
     int c, h, w;           /* output shape of one sample */
     int trainable;         /* set by the training strategy: update this node's parameters */
     char name[BT_NAME_LEN];
-    union {
-        bt_conv2d_opts conv;
-        bt_linear_opts linear;
-        bt_norm_opts norm;
-        bt_pool_opts pool;
-        float alpha;       /* elu */
-        float p;           /* dropout */
-    } o;
+    bt_node_opts o;
 } bt_node;
 
-typedef struct {
+typedef struct bt_graph {
     bt_node nodes[BT_MAX_NODES];
     int n_nodes;
     int classes;           /* size of the last node's output, the logits */
@@ -87,8 +70,14 @@ typedef struct {
 /* Starts a graph whose input is one sample of shape [c, h, w]; the input is node 0. */
 bt_status bt_graph_init(bt_graph *g, int c, int h, int w);
 
-/* Each adder appends a node reading `input` (an earlier node id), checks the
- * options against the input shape, and returns the new node's id in *id. */
+/* Appends a node of any op reading `n_inputs` earlier nodes, checks its
+ * options against the inputs (the op's descriptor, ops.h), and returns its id
+ * in *id. Nothing is added on a bad status. `opts` may be NULL for an op
+ * without options. */
+bt_status bt_graph_add_node(bt_graph *g, int *id, bt_op_kind kind, const int *inputs, int n_inputs,
+                            const bt_node_opts *opts, const char *name);
+
+/* Typed shorthands for bt_graph_add_node, one per op of the CNN zoo. */
 bt_status bt_graph_conv2d(bt_graph *g, int *id, int input, const bt_conv2d_opts *o, const char *name);
 /* Linear reads the input flattened to c*h*w features. */
 bt_status bt_graph_linear(bt_graph *g, int *id, int input, const bt_linear_opts *o, const char *name);
@@ -120,9 +109,10 @@ void bt_node_pool2d_shape(const bt_graph *g, int node, int rows, bt_pool2d_shape
 /* Elements of one sample of a node's output. */
 size_t bt_node_numel(const bt_node *nd);
 
-/* Parameters of a node: the count of parameter tensors (0..4: weight, bias,
- * running mean, running var) and the element count of each. Only the first
- * bt_node_trainable_params of them receive gradients. */
+/* Parameters of a node (from its op's descriptor): the count of parameter
+ * tensors (0..4: weight, bias, running mean, running var) and the element
+ * count of each. Only the first bt_node_trainable_params of them receive
+ * gradients. */
 int bt_node_param_count(const bt_graph *g, int node);
 int bt_node_trainable_params(const bt_graph *g, int node);
 size_t bt_node_param_numel(const bt_graph *g, int node, int which);

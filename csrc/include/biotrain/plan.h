@@ -21,20 +21,28 @@
  * left by the buffers already placed that overlap it in time.
  * Only what runs is planned: a frozen node has no weight gradient, and no
  * gradient flows below the lowest trainable node.
- * The planner never allocates: the plan is a fixed-size table. */
+ * The planner never allocates: the plan is a fixed-size table.
+ *
+ * plan.c is the op-aware part: it reads each op's descriptor (ops.h: what
+ * its backward reads, what it saves, what may run in place or be
+ * recomputed) to give every tensor its lifetime and its sharing. arena.c is
+ * the op-agnostic part: it turns groups of tensors into buffers and places
+ * them in the arena. */
 #ifndef BIOTRAIN_PLAN_H
 #define BIOTRAIN_PLAN_H
 
 #include <stddef.h>
 #include <stdint.h>
 #include "biotrain/graph.h"
+#include "biotrain/optim.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
 #define BT_MAX_TENSORS 384
-#define BT_MAX_PARAMS_PER_NODE 4
+/* Every buffer starts at a multiple of this many bytes of the arena, which
+ * itself must be aligned so (the bindings and the firmware align theirs). */
 #define BT_ARENA_ALIGN 16
 #define BT_RECOMPUTE_MAX_MACS 16
 
@@ -51,8 +59,8 @@ typedef enum {
 
 typedef enum {
     BT_ROLE_OUT = 0, BT_ROLE_DOUT, BT_ROLE_PARAM, BT_ROLE_PGRAD, BT_ROLE_OPT_M, BT_ROLE_OPT_V,
-    BT_ROLE_MEAN, BT_ROLE_RSTD, BT_ROLE_MASK, BT_ROLE_ARGMAX, BT_ROLE_DIN_SCRATCH,
-    BT_ROLE_LABELS, BT_ROLE_PROBS, BT_ROLE_RECOMPUTED, BT_ROLE_COUNT_
+    BT_ROLE_SAVED,          /* saved for the backward: its op's descriptor names it (mean, mask, ...) */
+    BT_ROLE_DIN_SCRATCH, BT_ROLE_LABELS, BT_ROLE_PROBS, BT_ROLE_RECOMPUTED, BT_ROLE_COUNT_
 } bt_tensor_role;
 
 const char *bt_kind_name(bt_tensor_kind k);
@@ -61,7 +69,7 @@ const char *bt_role_name(bt_tensor_role r);
 typedef struct {
     int node;               /* owning node (-1 for the loss' tensors) */
     bt_tensor_role role;
-    int index;              /* parameter index or input slot */
+    int index;              /* parameter index, saved slot or input slot */
     bt_tensor_kind kind;
     size_t bytes;
     int first, last;        /* lifetime in schedule steps, inclusive */
@@ -80,28 +88,24 @@ typedef struct {
     int pgrad[BT_MAX_PARAMS_PER_NODE];
     int opt_m[BT_MAX_PARAMS_PER_NODE];
     int opt_v[BT_MAX_PARAMS_PER_NODE];
-    int mean, rstd, mask, argmax;
+    int saved[BT_MAX_SAVED];            /* what the op saves for its backward (its descriptor's order) */
     int din[BT_MAX_NODE_INPUTS];        /* where this node's backward writes each input's gradient */
     int din_accumulate[BT_MAX_NODE_INPUTS]; /* 1: din is a scratch to add into the input's dout */
     int bwd_in[BT_MAX_NODE_INPUTS];     /* the input activation this node's backward reads */
     int recompute[BT_MAX_NODE_INPUTS];  /* node to run again into bwd_in before the backward, or -1 */
+    int n_saved;
     int run_backward;                   /* gradient flows through this node */
     int weight_grad;                    /* this node's parameters are trained */
 } bt_plan_node;
-
-typedef enum { BT_OPTIM_SGD = 0, BT_OPTIM_ADAM = 1 } bt_optim_kind;
 
 typedef struct {
     int micro_batch;        /* samples per forward/backward pass */
     bt_optim_kind optimizer;
     int momentum;           /* SGD keeps a momentum buffer */
     int reuse;              /* 1: share buffers in time and in place (default); 0: every tensor its own bytes */
-    int dtype;              /* BT_DTYPE_F32 (0, the default when zero-initialised) or BT_DTYPE_FIXED:
-                             * only the byte counts differ (kernels_fixed.h lists the element types) */
+    bt_dtype dtype;         /* BT_DTYPE_F32 (0, the default when zero-initialised) or BT_DTYPE_FIXED:
+                             * only the byte counts differ (qmath.h lists the element types) */
 } bt_plan_opts;
-
-#define BT_DTYPE_F32 0
-#define BT_DTYPE_FIXED 1
 
 typedef struct {
     bt_plan_opts opts;
@@ -117,10 +121,14 @@ typedef struct {
     size_t live_by_kind[BT_KIND_COUNT_]; /* breakdown of live_peak_bytes */
     size_t total_by_kind[BT_KIND_COUNT_]; /* every tensor's bytes, no sharing: the naive figure */
     size_t naive_bytes;     /* sum of total_by_kind */
-    int has_batchnorm;      /* the micro-batch must then be the whole batch */
+    int has_batchnorm;      /* an op with batch statistics: the micro-batch must be the whole batch */
 } bt_plan;
 
 bt_status bt_plan_build(bt_plan *p, const bt_graph *g, const bt_plan_opts *opts);
+
+/* The role of a tensor as a name: "out", "param", ..., or for a saved
+ * tensor its op's name for it ("mean", "mask", "argmax"). */
+const char *bt_plan_tensor_role(const bt_plan *p, const bt_graph *g, int tensor);
 
 /* Byte offset of a tensor in the arena. */
 size_t bt_plan_offset(const bt_plan *p, int tensor);

@@ -5,8 +5,8 @@ that runs elsewhere.
 writes the C sources of an MCU application that runs the same training steps
 with the same C core, plus a manifest from which the host re-runs those steps
 (:func:`biotrain_rt.firmware.build_and_run`, :func:`biotrain_rt.firmware.host_run`).
-A fixed-point trainer (``dtype="fixed"``) exports its integer state and runs
-the integer executor (:mod:`biotrain_rt.export.firmware_fixed`).
+Both number formats export the same way: the session's state blob, one
+application (``firmware_main.c``).
 """
 from .firmware import TARGETS, FirmwareExport, TargetSpec, firmware, memory_budget
 

@@ -1,40 +1,55 @@
-"""Firmware export: the training run of a :class:`~biotrain_rt.trainer.Trainer`
+"""Firmware export: the training run of a :class:`~biotrain_rt.train.Trainer`
 as C sources for a 32-bit RISC-V MCU, and as a manifest the host re-runs.
+One path for both number formats.
 
 ``firmware(trainer, out_dir, samples=(X_train, y_train, X_test, y_test), steps=10)``
 writes into ``out_dir``:
 
 ``bt_fw_model.h``, ``bt_fw_model.c``
-    the network as a C function making the same ``bt_graph_*`` calls the host
-    makes (node 0 is the input), the trainable flags, the plan options, the
-    optimizer settings and the initial parameters as exact float32 bit
-    patterns (``uint32_t`` hex: no decimal round trip);
+    the network as a C function adding every node with one generic call,
+    ``bt_graph_add_node(g, &id, BT_OP_<KIND>, ins, n, &o, "name")``, whose
+    options ``o.<c path> = value`` come from the C op table
+    (``_core.op_table()``) and the layers' core options (floats as exact
+    hexadecimal literals); the trainable flags, the plan options, the
+    optimizer settings; and **the trainer's session state** as the portable
+    blob ``_core.Session.save_state()`` returns (``const uint8_t`` bytes):
+    parameters, optimizer state, step count, dropout generator and, in fixed
+    point, every scale and adaptation window;
 ``bt_fw_data.c``
-    the training samples in the order the steps take them, their labels and
-    the test samples, again as bit patterns;
+    the training samples in the order the steps take them, their labels, the
+    test samples and (fixed point, when the trainer is not calibrated yet) the
+    calibration rows: float32 bit patterns, or int16 quantised with the
+    trainer's input scale;
 ``main.c``
-    the application. **The MCU plans its memory with the same C planner as
-    the host, at boot**: it builds the graph, calls ``bt_plan_build`` and stops
-    with a failure status unless the planned peak equals the exported figure
-    (the host plan's ``peak_bytes``), which is also the size of its static
-    arena. It then initialises a session over that arena, loads the parameters,
-    runs the steps and prints after every step
-    ``step 3 loss=0x3f12abcd checksum=0x1234abcd instret=...`` (the loss and
-    an FNV-1a checksum of all parameters, as bits), then the test accuracy,
-    the instruction counts, and exits with status 0 (non-zero on any failure);
+    the application, the same text for both formats (``BT_FW_FIXED`` in
+    ``bt_fw_model.h`` selects the data types and what is printed;
+    ``firmware_main.c`` next to this module). **The MCU
+    plans its memory with the same C planner as the host, at boot**: it builds
+    the graph, calls ``bt_plan_build`` and stops with a failure status unless
+    the planned peak equals the exported figure (the host plan's
+    ``peak_bytes``), which is also the size of its static arena. It then
+    initialises a ``bt_session`` over that arena, loads the state blob with
+    ``bt_session_load_state`` (which checks it whole before writing),
+    calibrates if the trainer had not yet (fixed point), runs the steps and
+    prints after every step ``step 3 loss=0x3f12abcd checksum=0x1234abcd
+    state=0x... instret=...`` (the loss bits: float32, or the Q16 integer;
+    the session checksum ``bt_session_checksum``; ``state=``, the
+    ``bt_session_state_checksum``), then the test accuracy, the instruction
+    counts, and exits with status 0 (non-zero on any failure);
 ``export.json``, ``export.npz``
-    the manifest: the same layers, options and bit patterns, from which
-    :func:`biotrain_rt.firmware.host_run` runs the very same steps through the
-    bindings.
+    the manifest: the same layers with their core options, plan options,
+    optimizer settings, seed, state blob and sample arrays, from which
+    :func:`biotrain_rt.firmware.host_run` runs the very same steps through
+    ``_core.Session``.
 
-The steps start from the trainer's current parameters with a fresh optimizer
-state (step count 0, zero momentum), on both sides.
+The MCU continues exactly where the trainer would: its next steps on the same
+batches give the same bits (the state blob holds everything they read).
 
 An export is refused (``ValueError`` naming the figures and the limit) when
 the model does not fit the target: the plan's peak plus the runtime's tables
-and stack must fit the RAM, the code estimate plus the weights and the samples
+and stack must fit the RAM, the code estimate plus the state and the samples
 must fit the flash (QEMU targets), or everything together must fit GAP9's
-1.5 MB L2.
+1.5 MB L2. Nothing is written then.
 """
 from __future__ import annotations
 
@@ -47,9 +62,12 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from .. import _core
-from ..network import PARAM_NAMES
+from ..layers import PARAM_NAMES
+from ..network import core_graph
+from ..train.formats import Q15_MAX, input_frac_for, to_fixed
 
-FORMAT_VERSION = 1
+#: 2: one path for both formats (layers carry their core options, the state is one blob).
+FORMAT_VERSION = 2
 
 KiB = 1024
 MiB = 1024 * 1024
@@ -83,9 +101,11 @@ TARGETS: Dict[str, TargetSpec] = {
                        description="GAP9 cluster, 1.5 MB L2, through the GAP SDK (untested)"),
 }
 
-#: Code of the core, the application and the C library, rounded up from the
-#: measured text of the rv32imc image (the larger of the two: soft float).
-CODE_ESTIMATE_BYTES = 64 * KiB
+#: Code of the core, the application and the C library per number format,
+#: rounded up from the measured text of the rv32imc images (the larger: soft
+#: float). An image links the kernels of its own format only (BT_FW_DTYPE).
+CODE_ESTIMATE = {"float32": 64 * KiB, "fixed": 96 * KiB}
+CODE_ESTIMATE_BYTES = CODE_ESTIMATE["float32"]
 #: bt_graph + bt_plan + bt_session + the planner's static work tables on rv32
 #: (their sizes are fixed by BT_MAX_NODES and BT_MAX_TENSORS), rounded up.
 RUNTIME_TABLE_BYTES = 64 * KiB
@@ -106,10 +126,11 @@ class FirmwareExport:
     n_test: int
     files: List[Path]
     memory: Dict[str, int]
+    dtype: str = "float32"
 
     def __repr__(self) -> str:
-        return (f"FirmwareExport({self.model} -> {self.out_dir}, target={self.target}, steps={self.steps}, "
-                f"batch={self.batch_size}, peak_bytes={self.peak_bytes})")
+        return (f"FirmwareExport({self.model} -> {self.out_dir}, target={self.target}, dtype={self.dtype}, "
+                f"steps={self.steps}, batch={self.batch_size}, peak_bytes={self.peak_bytes})")
 
 
 # ------------------------------------------------------------------ helpers
@@ -144,122 +165,94 @@ def _c_comment(s: str) -> str:
     return re.sub(r"[^0-9A-Za-z_. -]", "?", s)
 
 
-def _hex_rows(bits: np.ndarray, per_line: int = 8) -> str:
-    words = [f"0x{int(v):08x}u" for v in bits.tolist()]
+def _rows(words: List[str], per_line: int, empty: str) -> str:
     lines = [", ".join(words[i:i + per_line]) for i in range(0, len(words), per_line)]
-    return ",\n    ".join(lines) if lines else "0u"
+    return ",\n    ".join(lines) if lines else empty
+
+
+def _hex_rows(bits: np.ndarray, per_line: int = 8) -> str:
+    return _rows([f"0x{int(v):08x}u" for v in bits.tolist()], per_line, "0u")
+
+
+def _byte_rows(data: bytes, per_line: int = 16) -> str:
+    return _rows([f"0x{b:02x}u" for b in data], per_line, "0u")
 
 
 def _int_rows(vals: Sequence[int], per_line: int = 16) -> str:
-    words = [str(int(v)) for v in vals]
-    lines = [", ".join(words[i:i + per_line]) for i in range(0, len(words), per_line)]
-    return ",\n    ".join(lines) if lines else "0"
+    return _rows([str(int(v)) for v in vals], per_line, "0")
 
 
 def _jsonable(v):
     if isinstance(v, (tuple, list)):
         return [_jsonable(x) for x in v]
-    if isinstance(v, (np.integer,)):
+    if isinstance(v, (bool, np.bool_)):
+        return bool(v)
+    if isinstance(v, np.integer):
         return int(v)
-    if isinstance(v, (np.floating,)):
+    if isinstance(v, np.floating):
         return float(v)
     return v
 
 
 def layers_of(net) -> List[dict]:
-    """The network's layers as plain data (the manifest's form)."""
+    """The network's layers as plain data (the manifest's form): the user's
+    options (``opts``, for the FLOP counts) and the C op table's
+    (``core_opts``, what the graph is built from)."""
     out = []
     for i, l in enumerate(net.layers):
         out.append({"id": i, "kind": l.kind, "name": l.name, "inputs": [int(x) for x in l.inputs],
                     "opts": {k: _jsonable(v) for k, v in l.opts.items()},
+                    "core_opts": {k: _jsonable(v) for k, v in (l.core_opts() if i else {}).items()},
                     "shape": [int(s) for s in l.shape], "params": [k for k in PARAM_NAMES if k in l.params]})
     return out
 
 
 def core_graph_from_layers(input_shape, layers: List[dict], trainable: Sequence[int]) -> "_core.Graph":
-    """Builds the C graph from manifest layers with the bindings: the same
-    calls, in the same order, as ``Network.core_graph`` and the exported C."""
-    g = _core.Graph(*[int(s) for s in input_shape])
-    for l in layers[1:]:
-        o, k, ins, name = l["opts"], l["kind"], l["inputs"], l["name"]
-        if k == "conv2d":
-            nid = g.conv2d(ins[0], o["out_channels"], tuple(o["kernel"]), tuple(o["stride"]), tuple(o["padding"]),
-                           tuple(o["dilation"]), o["groups"], o["bias"], name)
-        elif k == "linear":
-            nid = g.linear(ins[0], o["out_features"], o["bias"], name)
-        elif k == "groupnorm":
-            nid = g.groupnorm(ins[0], o["groups"], o["affine"], o["eps"], name)
-        elif k == "batchnorm":
-            nid = g.batchnorm(ins[0], o["momentum"], o["eps"], name)
-        elif k in ("relu", "gelu", "flatten", "global_avgpool"):
-            nid = getattr(g, k)(ins[0], name)
-        elif k == "elu":
-            nid = g.elu(ins[0], o["alpha"], name)
-        elif k in ("avgpool2d", "maxpool2d"):
-            nid = g.pool(ins[0], k == "maxpool2d", tuple(o["kernel"]), tuple(o["stride"]), tuple(o["padding"]), name)
-        elif k == "add":
-            nid = g.add(ins[0], ins[1], name)
-        elif k == "dropout":
-            nid = g.dropout(ins[0], o["p"], name)
-        else:
-            raise ValueError(f"layer '{name}': kind '{k}' cannot be exported")
-        if nid != l["id"]:
-            raise ValueError(f"layer '{name}': the graph numbered it {nid}, the manifest {l['id']}")
-    g.finish()
-    for i in trainable:
-        g.set_trainable(int(i), True)
-    return g
+    """The C graph of manifest layers, through :func:`biotrain_rt.network.core_graph`:
+    the same calls, in the same order, as the trainer's graph and the exported C."""
+    return core_graph(input_shape, [(l["kind"], l["inputs"], l["core_opts"], l["name"]) for l in layers[1:]],
+                      trainable)
 
 
-def _c_layer(l: dict) -> str:
-    """One bt_graph_* call for a layer (inside bt_fw_build_graph)."""
-    k, o, ins, name = l["kind"], l["opts"], l["inputs"], _c_string(l["name"])
-    if k == "conv2d":
-        kh, kw = o["kernel"]
-        sh, sw = o["stride"]
-        ph, pw = o["padding"]
-        dh, dw = o["dilation"]
-        return (f"    {{\n        bt_conv2d_opts o;\n        memset(&o, 0, sizeof o);\n"
-                f"        o.c_out = {o['out_channels']}; o.k_h = {kh}; o.k_w = {kw};\n"
-                f"        o.stride_h = {sh}; o.stride_w = {sw}; o.pad_h = {ph}; o.pad_w = {pw};\n"
-                f"        o.dil_h = {dh}; o.dil_w = {dw}; o.groups = {o['groups']}; o.has_bias = {int(o['bias'])};\n"
-                f"        TRY(bt_graph_conv2d(g, &id, {ins[0]}, &o, {name}));\n    }}\n")
-    if k == "linear":
-        return (f"    {{\n        bt_linear_opts o;\n        memset(&o, 0, sizeof o);\n"
-                f"        o.out_f = {o['out_features']}; o.has_bias = {int(o['bias'])};\n"
-                f"        TRY(bt_graph_linear(g, &id, {ins[0]}, &o, {name}));\n    }}\n")
-    if k in ("groupnorm", "batchnorm"):
-        groups = o["groups"] if k == "groupnorm" else 0
-        affine = int(o["affine"]) if k == "groupnorm" else 1
-        mom = o["momentum"] if k == "batchnorm" else 0.0
-        return (f"    {{\n        bt_norm_opts o;\n        memset(&o, 0, sizeof o);\n"
-                f"        o.groups = {groups}; o.affine = {affine}; o.eps = {_c_float(o['eps'])}; "
-                f"o.momentum = {_c_float(mom)};\n"
-                f"        TRY(bt_graph_{k}(g, &id, {ins[0]}, &o, {name}));\n    }}\n")
-    if k in ("relu", "gelu", "flatten", "global_avgpool"):
-        return f"    TRY(bt_graph_{k}(g, &id, {ins[0]}, {name}));\n"
-    if k == "elu":
-        return f"    TRY(bt_graph_elu(g, &id, {ins[0]}, {_c_float(o['alpha'])}, {name}));\n"
-    if k in ("avgpool2d", "maxpool2d"):
-        kh, kw = o["kernel"]
-        sh, sw = o["stride"]
-        ph, pw = o["padding"]
-        return (f"    {{\n        bt_pool_opts o;\n        memset(&o, 0, sizeof o);\n"
-                f"        o.k_h = {kh}; o.k_w = {kw}; o.stride_h = {sh}; o.stride_w = {sw}; "
-                f"o.pad_h = {ph}; o.pad_w = {pw};\n"
-                f"        TRY(bt_graph_{k}(g, &id, {ins[0]}, &o, {name}));\n    }}\n")
-    if k == "add":
-        return f"    TRY(bt_graph_add(g, &id, {ins[0]}, {ins[1]}, {name}));\n"
-    if k == "dropout":
-        return f"    TRY(bt_graph_dropout(g, &id, {ins[0]}, {_c_float(o['p'])}, {name}));\n"
-    raise ValueError(f"layer '{l['name']}': kind '{k}' cannot be exported")
+def _op_table() -> Dict[str, dict]:
+    return {op["name"]: op for op in _core.op_table()}
+
+
+def _c_value(kind: str, name: str, typ: str, v) -> str:
+    if typ == "float":
+        return _c_float(v)
+    if isinstance(v, (float, np.floating)) and float(v) != int(v):
+        raise ValueError(f"{kind} option '{name}' must be an integer, got {v!r}")
+    iv = int(v)
+    if not -2 ** 31 <= iv < 2 ** 31:
+        raise ValueError(f"{kind} option '{name}' = {iv} does not fit a C int")
+    return str(iv)
+
+
+def _c_node(l: dict, ops: Dict[str, dict]) -> str:
+    """One bt_graph_add_node call for a layer, its options set by their C
+    paths in bt_node_opts (any op of the table; inside bt_fw_build_graph)."""
+    kind, given = l["kind"], dict(l["core_opts"])
+    if kind not in ops or kind == "input":
+        raise ValueError(f"layer '{l['name']}': kind '{kind}' is not in the C op table")
+    op = ops[kind]
+    unknown = sorted(set(given) - {n for n, _, _ in op["options"]})
+    if unknown:
+        raise ValueError(f"layer '{l['name']}': {kind} has no options {unknown}")
+    ins = [int(i) for i in l["inputs"]]
+    sets = "".join(f"        o.{path} = {_c_value(kind, name, typ, given[name])};\n"
+                   for name, typ, path in op["options"] if name in given)
+    return (f"    {{\n        const int ins[{len(ins)}] = {{{', '.join(map(str, ins))}}};\n"
+            f"        bt_node_opts o;\n        memset(&o, 0, sizeof o);\n{sets}"
+            f"        TRY(bt_graph_add_node(g, &id, BT_OP_{kind.upper()}, ins, {len(ins)}, &o, "
+            f"{_c_string(str(l['name'])[:31])}));\n    }}\n")
 
 
 def memory_budget(target: str, peak_bytes: int, weight_bytes: int, sample_bytes: int,
                   code_bytes: int = CODE_ESTIMATE_BYTES) -> Dict[str, int]:
     """The export's memory figures for a target; raises ValueError (with the
-    figures and the limit) when they do not fit. ``code_bytes``: the code
-    estimate (the fixed-point export passes its own)."""
+    figures and the limit) when they do not fit. ``weight_bytes``: the
+    state blob (parameters, optimizer state, scales)."""
     spec = _target(target)
     ram = int(peak_bytes) + RUNTIME_TABLE_BYTES + STACK_BYTES
     flash = int(code_bytes) + int(weight_bytes) + int(sample_bytes)
@@ -306,54 +299,73 @@ def _as_samples(x, y, shape, classes, what: str) -> Tuple[np.ndarray, np.ndarray
         raise ValueError(f"export: {what} samples have shape {x.shape}, the network takes (n, {c}, {h}, {w})")
     if y.ndim != 1 or y.shape[0] != x.shape[0]:
         raise ValueError(f"export: {what} labels have shape {y.shape}, expected ({x.shape[0]},)")
-    if not np.issubdtype(y.dtype, np.integer):
-        if np.issubdtype(y.dtype, np.floating) and np.all(np.isfinite(y)) and np.all(y == np.round(y)):
-            y = y.astype(np.int64)
-        else:
-            raise ValueError(f"export: {what} labels must be integer class indices, got dtype {y.dtype}")
-    x = np.ascontiguousarray(x, dtype=np.float32)
+    if not np.issubdtype(x.dtype, np.number):
+        raise ValueError(f"export: {what} samples must be numeric, got dtype {x.dtype}")
     if x.size and not np.all(np.isfinite(x)):
         raise ValueError(f"export: {what} samples contain NaN or Inf")
     bad = (y < 0) | (y >= classes)
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
         raise ValueError(f"export: {what} label {int(y[i])} at index {i} is outside the {classes} classes")
-    return x, y.astype(np.int32)
+    return np.ascontiguousarray(x, dtype=np.float32), y.astype(np.int32)
 
 
 def _plan_options(trainer) -> dict:
-    """The plan options that reproduce the trainer's plan, checked by
-    replanning: the firmware must get the same peak."""
-    core_plan = trainer.plan.core
-    opt = trainer.optimizer
-    kind = str(core_plan.optimizer)
-    micro = int(core_plan.micro_batch)
-    reuse = bool(getattr(trainer, "reuse", True))
-    momentum = bool(kind == "sgd" and float(opt.momentum) > 0)
-    return {"micro_batch": micro, "optimizer": kind, "momentum": momentum, "reuse": reuse}
+    """The options of the trainer's own plan (its reuse flag included); the
+    export replans the manifest's graph with them and must get the same peak."""
+    p = trainer.plan.core
+    return {"micro_batch": int(p.micro_batch), "optimizer": str(p.optimizer), "momentum": bool(p.momentum),
+            "reuse": bool(p.reuse), "dtype": str(p.dtype)}
+
+
+@dataclass
+class _Inputs:
+    """The samples as the session takes them, and the calibration the
+    trainer's first step would run: what the number format changes."""
+    x_frac: int
+    x_train: np.ndarray        # float32, or int16 with x_frac fractional bits
+    x_test: np.ndarray
+    x_cal: np.ndarray
+    y_cal: np.ndarray
+    cal_rounds: int
+    cal_rows: np.ndarray
+    saturated: int
+
+
+def _inputs(trainer, xs, ys, X_test, B) -> _Inputs:
+    fmt = trainer.format
+    none = np.zeros(0, np.int64)
+    if fmt.name != "fixed":
+        return _Inputs(0, xs, X_test, xs[:0], ys[:0], 0, none, 0)
+    # The input scale: the trainer's, or the one its first step would choose.
+    x_frac = fmt.input_frac if fmt.input_frac is not None else input_frac_for(xs[:B])
+    xq, sat = to_fixed(xs, x_frac, Q15_MAX)
+    xtq, sat_t = to_fixed(X_test, x_frac, Q15_MAX)
+    xq, xtq = xq.astype(np.int16), xtq.astype(np.int16)
+    # The calibration the first step runs before its update (FixedFormat.prepare), when not done yet.
+    rounds, rows = 0, none
+    if not fmt.calibrated:
+        rounds = int(fmt.calibration_rounds)
+        rows = np.unique(np.linspace(0, B - 1, min(B, fmt.calibration_samples)).astype(np.int64))
+    return _Inputs(int(x_frac), xq, xtq, xq[:B][rows], ys[:B][rows], rounds, rows, sat + sat_t)
 
 
 # ------------------------------------------------------------------ export
 def firmware(trainer, out_dir, samples, steps: int = 10, batch_size: Optional[int] = None,
              target: str = "rv32imfc") -> FirmwareExport:
     """Writes the firmware sources and the host manifest for ``steps``
-    training steps of ``trainer`` on ``samples = (X_train, y_train, X_test, y_test)``.
+    training steps of ``trainer`` (float32 or fixed point) on
+    ``samples = (X_train, y_train, X_test, y_test)``.
 
     Step ``s`` takes the training rows ``s*B .. s*B+B-1`` (cycling over
     ``X_train`` when it has fewer rows); ``B`` is ``batch_size`` (default the
-    trainer's). Raises ValueError if the model, the samples or the steps do not
-    fit ``target`` (figures and limit in the message).
-
-    A fixed-point trainer (``dtype="fixed"``) exports its integer state and
-    an application running the integer executor instead
-    (:mod:`biotrain_rt.export.firmware_fixed`).
+    trainer's). The steps continue from the trainer's session state. Raises
+    ValueError if the model, the samples or the steps do not fit ``target``
+    (figures and limit in the message); nothing is written then.
     """
-    if getattr(trainer, "dtype", "float32") == "fixed":
-        from .firmware_fixed import firmware_fixed
-        return firmware_fixed(trainer, out_dir, samples, steps=steps, batch_size=batch_size, target=target)
-    spec = _target(target)
+    _target(target)
     net = trainer.net
-    if not isinstance(steps, (int, np.integer)) or steps < 1:
+    if not isinstance(steps, (int, np.integer)) or isinstance(steps, bool) or steps < 1:
         raise ValueError(f"export: steps must be a positive integer, got {steps!r}")
     B = int(trainer.batch_size if batch_size is None else batch_size)
     if B < 1:
@@ -375,41 +387,43 @@ def firmware(trainer, out_dir, samples, steps: int = 10, batch_size: Optional[in
                          f"batchnorm needs the whole batch in one pass")
     trainable = sorted(int(i) for i in trainer.trainable_nodes)
     layers = layers_of(net)
+    ops = _op_table()
+    graph_c = _graph_c(shape, layers, trainable, ops)     # refuses a layer the emitter cannot write
 
     # The manifest's graph must plan exactly like the trainer's.
     g = core_graph_from_layers(shape, layers, trainable)
-    replan = _core.Plan(g, popts["micro_batch"], popts["optimizer"], popts["momentum"], popts["reuse"])
+    replan = _core.Plan(g, popts["micro_batch"], popts["optimizer"], popts["momentum"], popts["reuse"],
+                        popts["dtype"])
     peak = int(trainer.plan.peak_bytes)
     if int(replan.peak_bytes) != peak:
         raise RuntimeError(f"export: the exported graph plans to {replan.peak_bytes} B but the trainer's plan has "
-                           f"{peak} B; the trainer was built with options the export does not know")
+                           f"{peak} B ({popts}); the trainer was built with options the export does not know")
     plan_nodes = replan.nodes()
 
-    # Parameters: the live values in the trainer's arena.
-    params = []
+    # The state: everything the trainer's next step reads, as one blob.
+    sess = trainer.session
     for i, l in enumerate(net.layers):
         for k, pname in enumerate(PARAM_NAMES):
-            if pname in l.params:
-                v = np.array(trainer.session.param(i, k), dtype=np.float32, copy=True)
-                if not np.all(np.isfinite(v)):
-                    raise ValueError(f"export: parameter '{l.name}.{pname}' contains NaN or Inf")
-                params.append((i, k, f"{l.name}.{pname}", v))
-    weight_bytes = sum(4 * v.size for _, _, _, v in params)
+            if pname in l.params and not np.all(np.isfinite(np.asarray(sess.param(i, k)))):
+                raise ValueError(f"export: parameter '{l.name}.{pname}' contains NaN or Inf")
+    state = bytes(sess.save_state())
 
     rows = [(s * B + j) % X_train.shape[0] for s in range(int(steps)) for j in range(B)]
     xs, ys = X_train[rows], y_train[rows]
+    inp = _inputs(trainer, xs, ys, X_test, B)
     numel = int(np.prod(shape))
-    sample_bytes = 4 * (xs.size + X_test.size) + 4 * (ys.size + y_test.size)
-    memory = memory_budget(target, peak, weight_bytes, sample_bytes)
+    sample_bytes = (inp.x_train.nbytes + inp.x_test.nbytes + inp.x_cal.nbytes
+                    + 4 * (ys.size + y_test.size + inp.y_cal.size))
+    memory = memory_budget(target, peak, len(state), sample_bytes, code_bytes=CODE_ESTIMATE[popts["dtype"]])
 
     opt = trainer.optimizer
-    betas = tuple(float(b) for b in getattr(opt, "betas", (0.9, 0.999)))
-    optim = {"kind": str(opt.kind), "lr": float(trainer.session.lr), "momentum": float(opt.momentum),
-             "weight_decay": float(opt.weight_decay), "beta1": betas[0], "beta2": betas[1],
-             "eps": float(getattr(opt, "eps", 1e-8))}
+    optim = {"kind": str(opt.kind), "lr": float(trainer.lr), "momentum": float(opt.momentum),
+             "weight_decay": float(opt.weight_decay), "beta1": float(opt.betas[0]), "beta2": float(opt.betas[1]),
+             "eps": float(opt.eps)}
     seed = int(trainer.seed)
     if not 0 <= seed < 2 ** 64:
         raise ValueError(f"export: the seed {seed} does not fit 64 bits")
+    dtype = popts["dtype"]
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -420,13 +434,14 @@ def firmware(trainer, out_dir, samples, steps: int = 10, batch_size: Optional[in
         p.write_text(text)
         files.append(p)
 
-    write("bt_fw_model.h", _model_h(net.name, peak, steps, B, numel, classes, X_test.shape[0], seed))
-    write("bt_fw_model.c", _model_c(net.name, shape, layers, trainable, popts, optim, params))
-    write("bt_fw_data.c", _data_c(xs, ys, X_test, y_test))
-    write("main.c", _c_main(_MAIN_C))
+    write("bt_fw_model.h", _model_h(net.name, dtype, peak, steps, B, numel, classes, X_test.shape[0], seed, inp,
+                                    len(state)))
+    write("bt_fw_model.c", _model_c(net.name, graph_c, popts, optim, state))
+    write("bt_fw_data.c", _data_c(inp, ys, y_test, numel))
+    write("main.c", MAIN_C.read_text())
 
     manifest = {
-        "format": FORMAT_VERSION, "model": net.name, "target": target, "input_shape": list(shape),
+        "format": FORMAT_VERSION, "dtype": dtype, "model": net.name, "target": target, "input_shape": list(shape),
         "classes": classes, "layers": layers, "trainable": trainable, "plan": dict(popts, peak_bytes=peak),
         "plan_nodes": [{"run_backward": bool(n["run_backward"]), "weight_grad": bool(n["weight_grad"])}
                        for n in plan_nodes],
@@ -434,25 +449,35 @@ def firmware(trainer, out_dir, samples, steps: int = 10, batch_size: Optional[in
                                                if k != "kind"},
         "seed": seed, "steps": int(steps), "batch_size": B, "train_rows": [int(r) for r in rows],
         "n_train": int(xs.shape[0]), "n_test": int(X_test.shape[0]),
-        "params": [{"node": i, "which": k, "name": n, "numel": int(v.size)} for i, k, n, v in params],
+        "x_frac": inp.x_frac, "input_saturated": int(inp.saturated),
+        "calibration": {"rounds": inp.cal_rounds, "rows": [int(r) for r in inp.cal_rows]},
+        "state_bytes": len(state), "init_checksum": int(sess.checksum()),
+        "init_state_checksum": int(sess.state_checksum()),
+        "params": [{"node": i, "which": k, "name": f"{l.name}.{p}", "numel": int(l.params[p].size)}
+                   for i, l in enumerate(net.layers) for k, p in enumerate(PARAM_NAMES) if p in l.params],
         "memory": memory, "files": [p.name for p in files] + ["export.npz"],
     }
-    arrays = {"x_train": _f32_bits(xs), "y_train": ys.astype(np.int32), "x_test": _f32_bits(X_test),
-              "y_test": y_test.astype(np.int32)}
-    for i, k, _, v in params:
-        arrays[f"p_{i}_{k}"] = _f32_bits(v)
+    xbits = (lambda a: _f32_bits(a)) if dtype != "fixed" else (lambda a: a)
+    arrays = {"x_train": xbits(inp.x_train), "y_train": ys, "x_test": xbits(inp.x_test), "y_test": y_test,
+              "x_cal": xbits(inp.x_cal), "y_cal": inp.y_cal.astype(np.int32),
+              "state": np.frombuffer(state, dtype=np.uint8)}
     np.savez(out / "export.npz", **arrays)
     (out / "export.json").write_text(json.dumps(manifest, indent=1))
     files += [out / "export.npz", out / "export.json"]
     return FirmwareExport(out, target, net.name, peak, int(steps), B, int(xs.shape[0]), int(X_test.shape[0]),
-                          files, memory)
+                          files, memory, dtype)
 
 
 # ------------------------------------------------------------------ C text
+#: The application, the same for both number formats (BT_FW_FIXED selects the
+#: types and what is printed); written next to the generated sources as main.c.
+MAIN_C = Path(__file__).with_name("firmware_main.c")
+
 _HEADER = "/* Generated by biotrain_rt.export.firmware for the model '{model}'. Do not edit. */\n"
 
 
-def _model_h(model, peak, steps, B, numel, classes, n_test, seed) -> str:
+def _model_h(model, dtype, peak, steps, B, numel, classes, n_test, seed, inp: _Inputs, state_bytes) -> str:
+    fixed = dtype == "fixed"
     return _HEADER.format(model=model) + f"""#ifndef BT_FW_MODEL_H
 #define BT_FW_MODEL_H
 
@@ -462,6 +487,11 @@ def _model_h(model, peak, steps, B, numel, classes, n_test, seed) -> str:
 #include "biotrain/plan.h"
 
 #define BT_FW_MODEL_NAME {_c_string(model)}
+/* The number format: 0 float32, 1 fixed point (int16 samples, int8 logits, Q16 loss). */
+#define BT_FW_FIXED {int(fixed)}
+typedef {"int16_t" if fixed else "float"} bt_fw_sample;
+/* Fractional bits of the samples (0 in float32). */
+#define BT_FW_X_FRAC {int(inp.x_frac)}
 /* The host plan's peak for this graph and these options: the arena's size.
  * main() replans at boot and fails unless it gets the same figure. */
 #define BT_FW_PEAK_BYTES {int(peak)}u
@@ -473,49 +503,51 @@ def _model_h(model, peak, steps, B, numel, classes, n_test, seed) -> str:
 #define BT_FW_N_TEST {int(n_test)}
 /* Arrays cannot be empty in C: at least one row is stored. */
 #define BT_FW_N_TEST_ALLOC {max(1, int(n_test))}
-/* Feeds the dropout generator, as the host session's seed. */
+/* The session's seed (its dropout generator then takes the exported state). */
 #define BT_FW_SEED UINT64_C({int(seed)})
+/* Calibration passes before the first step over BT_FW_N_CAL rows (0: none,
+ * the trainer was calibrated already or the format has no scales). */
+#define BT_FW_CAL_ROUNDS {int(inp.cal_rounds)}
+#define BT_FW_N_CAL {len(inp.cal_rows)}
+/* Bytes of the session state blob (bt_session_save_state of the trainer's session). */
+#define BT_FW_STATE_BYTES {int(state_bytes)}u
 
-/* The network: the same bt_graph_* calls as the host, then the trainable flags. */
+/* The network: one bt_graph_add_node per layer, as the host, then the trainable flags. */
 bt_status bt_fw_build_graph(bt_graph *g);
 void bt_fw_plan_opts(bt_plan_opts *o);
 void bt_fw_optim_cfg(bt_optim_cfg *c);
-/* Writes the initial parameters into the session's arena. */
-bt_status bt_fw_load_params(bt_session *s);
+/* The state the steps start from, for bt_session_load_state. */
+extern const uint8_t bt_fw_state[BT_FW_STATE_BYTES];
 
 /* [BT_FW_STEPS * BT_FW_BATCH, BT_FW_IN_NUMEL]: step s takes rows s*B .. s*B+B-1. */
-extern const float *const bt_fw_x_train;
+extern const bt_fw_sample *const bt_fw_x_train;
 extern const int32_t bt_fw_y_train[];
 /* [BT_FW_N_TEST, BT_FW_IN_NUMEL] */
-extern const float *const bt_fw_x_test;
+extern const bt_fw_sample *const bt_fw_x_test;
 extern const int32_t bt_fw_y_test[];
+/* [BT_FW_N_CAL, BT_FW_IN_NUMEL] */
+extern const bt_fw_sample *const bt_fw_x_cal;
+extern const int32_t bt_fw_y_cal[];
 
 #endif
 """
 
 
-def _model_c(model, shape, layers, trainable, popts, optim, params) -> str:
+def _graph_c(shape, layers, trainable, ops) -> str:
     c, h, w = shape
     body = [f"    TRY(bt_graph_init(g, {c}, {h}, {w}));\n"]
     for l in layers[1:]:
         body.append(f"    /* node {l['id']}: {l['kind']} '{_c_comment(l['name'])}' -> {tuple(l['shape'])} */\n")
-        body.append(_c_layer(l))
+        body.append(_c_node(l, ops))
         body.append(f"    if (id != {l['id']}) return BT_ERR_STATE;\n")
     body.append("    TRY(bt_graph_finish(g));\n")
     for i in trainable:
         body.append(f"    TRY(bt_graph_set_trainable(g, {i}, 1));\n")
-    tables = []
-    entries = []
-    for i, k, name, v in params:
-        ident = f"param_{i}_{k}"
-        tables.append(f"/* {_c_comment(name)}: {v.size} values */\n"
-                      f"static const uint32_t {ident}[{v.size}] = {{\n    {_hex_rows(_f32_bits(v))}\n}};\n")
-        entries.append(f"    {{{i}, {k}, {v.size}u, {ident}}},\n")
-    n_entries = len(entries)
-    if not entries:
-        entries.append("    {0, 0, 0u, NULL},\n")
-    opt_kind = "BT_OPTIM_ADAM" if optim["kind"] == "adam" else "BT_OPTIM_SGD"
-    plan_kind = "BT_OPTIM_ADAM" if popts["optimizer"] == "adam" else "BT_OPTIM_SGD"
+    return "".join(body)
+
+
+def _model_c(model, graph_c, popts, optim, state: bytes) -> str:
+    kind = lambda k: "BT_OPTIM_ADAM" if k == "adam" else "BT_OPTIM_SGD"  # noqa: E731
     return _HEADER.format(model=model) + f"""#include <stddef.h>
 #include <string.h>
 #include "bt_fw_model.h"
@@ -525,22 +557,25 @@ def _model_c(model, shape, layers, trainable, popts, optim, params) -> str:
 bt_status bt_fw_build_graph(bt_graph *g)
 {{
     int id = -1;
-{"".join(body)}    return BT_OK;
+{graph_c}    return BT_OK;
 }}
 
 void bt_fw_plan_opts(bt_plan_opts *o)
 {{
     memset(o, 0, sizeof *o);
     o->micro_batch = {popts['micro_batch']};
-    o->optimizer = {plan_kind};
+    o->optimizer = {kind(popts['optimizer'])};
     o->momentum = {int(popts['momentum'])};
     o->reuse = {int(popts['reuse'])};
+    o->dtype = {"BT_DTYPE_FIXED" if popts['dtype'] == "fixed" else "BT_DTYPE_F32"};
 }}
 
+/* Exact float32 values (fixed point decodes their IEEE bits); the state blob
+ * carries them too. */
 void bt_fw_optim_cfg(bt_optim_cfg *c)
 {{
     memset(c, 0, sizeof *c);
-    c->kind = {opt_kind};
+    c->kind = {kind(optim['kind'])};
     c->lr = {_c_float(optim['lr'])};
     c->momentum = {_c_float(optim['momentum'])};
     c->weight_decay = {_c_float(optim['weight_decay'])};
@@ -549,252 +584,36 @@ void bt_fw_optim_cfg(bt_optim_cfg *c)
     c->eps = {_c_float(optim['eps'])};
 }}
 
-/* Initial parameters, as float32 bit patterns. */
-{"".join(tables)}
-typedef struct {{
-    int node, which;
-    uint32_t numel;
-    const uint32_t *bits;
-}} param_init;
-
-static const param_init params[] = {{
-{"".join(entries)}}};
-
-bt_status bt_fw_load_params(bt_session *s)
-{{
-    int i;
-    for (i = 0; i < {n_entries}; ++i) {{
-        size_t numel = 0;
-        float *dst = bt_session_param(s, params[i].node, params[i].which, &numel);
-        if (!dst || numel != (size_t)params[i].numel) return BT_ERR_SHAPE_MISMATCH;
-        memcpy(dst, params[i].bits, numel * sizeof(float));
-    }}
-    return BT_OK;
-}}
-"""
-
-
-def _data_c(xs, ys, X_test, y_test) -> str:
-    n_train = xs.shape[0]
-    n_test = max(1, X_test.shape[0])
-    per = int(np.prod(xs.shape[1:]))
-    xt_bits = _f32_bits(X_test) if X_test.shape[0] else np.zeros(per, np.uint32)
-    yt = y_test if y_test.shape[0] else np.zeros(1, np.int32)
-    # A union reads the stored bit patterns as floats without a copy (C99
-    # allows reading another member of a union: the bytes are reinterpreted).
-    return _HEADER.format(model="samples") + f"""#include "bt_fw_model.h"
-
-static const union {{
-    uint32_t u[{n_train * per}];
-    float f[{n_train * per}];
-}} x_train = {{{{
-    {_hex_rows(_f32_bits(xs))}
-}}}};
-
-static const union {{
-    uint32_t u[{n_test * per}];
-    float f[{n_test * per}];
-}} x_test = {{{{
-    {_hex_rows(xt_bits)}
-}}}};
-
-const float *const bt_fw_x_train = x_train.f;
-const float *const bt_fw_x_test = x_test.f;
-
-const int32_t bt_fw_y_train[{n_train}] = {{
-    {_int_rows(ys)}
-}};
-
-const int32_t bt_fw_y_test[{n_test}] = {{
-    {_int_rows(yt)}
+/* The session state (exec.h, bt_session_save_state): parameters, optimizer
+ * state, step count, generator and, in fixed point, every scale. */
+const uint8_t bt_fw_state[BT_FW_STATE_BYTES] = {{
+    {_byte_rows(state)}
 }};
 """
 
 
-# C pieces shared by the float and fixed-point firmware mains (spliced in for @NAME@ markers;
-# the templates are not f-strings, so C braces need no escaping).
-_C_U64_STR = r"""/* The integer-only printf has no 64-bit conversion: format by hand. */
-static const char *u64_str(uint64_t v, char buf[21])
-{
-    char tmp[21];
-    int n = 0, i;
-    do {
-        tmp[n++] = (char)('0' + (int)(v % 10u));
-        v /= 10u;
-    } while (v != 0u);
-    for (i = 0; i < n; ++i) buf[i] = tmp[n - 1 - i];
-    buf[n] = '\0';
-    return buf;
-}
-"""
-
-_C_ENTRY = r"""#if defined(BT_FW_GAP9)
-/* GAP9 (untested): the fabric controller opens the cluster and runs the
- * training there, on the cluster controller core. */
-#include "pmsis.h"
-
-static int fw_status = -1;
-
-static void cluster_entry(void *arg)
-{
-    (void)arg;
-    fw_status = fw_run();
-}
-
-static void fabric_entry(void)
-{
-    struct pi_device cluster;
-    struct pi_cluster_conf conf;
-    struct pi_cluster_task task;
-    pi_cluster_conf_init(&conf);
-    pi_open_from_conf(&cluster, &conf);
-    if (pi_cluster_open(&cluster)) pmsis_exit(-1);
-    pi_cluster_task(&task, cluster_entry, NULL);
-    task.stack_size = 8192;
-    pi_cluster_send_task_to_cl(&cluster, &task);
-    pi_cluster_close(&cluster);
-    pmsis_exit(fw_status);
-}
-
-int main(void) { return pmsis_kickoff((void *)fabric_entry); }
-#else
-int main(void) { return fw_run(); }
-#endif
-"""
+def _c_samples(name: str, x: np.ndarray, per: int) -> str:
+    """const bt_fw_sample *const <name>: float32 as their bit patterns (a union
+    reads them as floats without a copy; C99 allows reading another member),
+    int16 as integers. At least one row (C arrays cannot be empty)."""
+    flat = x.reshape(-1) if x.size else np.zeros(per, x.dtype)
+    n = flat.size
+    if x.dtype == np.float32:
+        return (f"static const union {{\n    uint32_t u[{n}];\n    float f[{n}];\n}} {name}_ = {{{{\n"
+                f"    {_hex_rows(_f32_bits(flat))}\n}}}};\nconst bt_fw_sample *const {name} = {name}_.f;\n")
+    if x.dtype == np.int16:
+        return (f"static const int16_t {name}_[{n}] = {{\n    {_int_rows(flat.tolist())}\n}};\n"
+                f"const bt_fw_sample *const {name} = {name}_;\n")
+    raise TypeError(f"samples of dtype {x.dtype} cannot be exported")  # pragma: no cover
 
 
-def _c_main(template: str) -> str:
-    return template.replace("@U64_STR@\n", _C_U64_STR).replace("@ENTRY@\n", _C_ENTRY)
+def _c_labels(name: str, y: np.ndarray) -> str:
+    y = y if y.size else np.zeros(1, np.int32)
+    return f"const int32_t {name}[{y.size}] = {{\n    {_int_rows(y.tolist())}\n}};\n"
 
 
-_MAIN_C = r"""/* Generated by biotrain_rt.export.firmware. Do not edit.
- *
- * The firmware application: plans the training step with the same C planner
- * as the host (at boot, and fails unless it gets the host's peak), then runs
- * BT_FW_STEPS training steps over a static arena of exactly that size and
- * prints, one line each:
- *   plan peak_bytes=... exported_bytes=... arena_bytes=... instret=...
- *   init checksum=0x........
- *   step <s> loss=0x........ checksum=0x........ instret=...   (bits of the loss, FNV-1a of all parameters)
- *   test correct=<k> total=<n> logits=0x........ instret=...
- *   total train_instret=... instret=...
- *   done status=0
- * A failure prints "FAIL ..." and exits non-zero (semihosting exit status). */
-#include <stdint.h>
-#include <stdio.h>
-#include <string.h>
-#include "biotrain/exec.h"
-#include "biotrain/graph.h"
-#include "biotrain/plan.h"
-#include "biotrain/port.h"
-#include "bt_fw_model.h"
-
-#ifndef BT_FW_TARGET_NAME
-#define BT_FW_TARGET_NAME "unknown"
-#endif
-
-static bt_graph graph;
-static bt_plan plan;
-static bt_session session;
-/* The arena, exactly the planned size; the union aligns it for floats and int32 labels. */
-static union {
-    uint8_t bytes[BT_FW_ARENA_BYTES];
-    uint64_t align;
-} arena;
-static float logits[BT_FW_N_TEST_ALLOC * BT_FW_CLASSES];
-
-static uint32_t f32_bits(float f)
-{
-    uint32_t u;
-    memcpy(&u, &f, sizeof u);
-    return u;
-}
-
-@U64_STR@
-
-static uint32_t fnv1a(const void *p, size_t n)
-{
-    const uint8_t *b = (const uint8_t *)p;
-    uint32_t h = 2166136261u;
-    size_t i;
-    for (i = 0; i < n; ++i) {
-        h ^= b[i];
-        h *= 16777619u;
-    }
-    return h;
-}
-
-static int fail(const char *what, bt_status st)
-{
-    printf("FAIL %s: %s (status %d, node %d)\n", what, bt_status_str(st), (int)st, session.error_node);
-    return 1;
-}
-
-static int fw_run(void)
-{
-    bt_status st;
-    bt_plan_opts po;
-    bt_optim_cfg oc;
-    uint64_t t_start, t0, t1, t_train = 0;
-    char b1[21], b2[21];
-    int s;
-
-    t_start = bt_port_counter();
-    printf("biotrain-rt firmware model=%s target=%s counter=%s steps=%d batch=%d\n", BT_FW_MODEL_NAME,
-           BT_FW_TARGET_NAME, bt_port_counter_unit(), BT_FW_STEPS, BT_FW_BATCH);
-    if ((st = bt_fw_build_graph(&graph)) != BT_OK) return fail("graph", st);
-    bt_fw_plan_opts(&po);
-    t0 = bt_port_counter();
-    if ((st = bt_plan_build(&plan, &graph, &po)) != BT_OK) return fail("plan", st);
-    t1 = bt_port_counter();
-    printf("plan peak_bytes=%lu exported_bytes=%lu arena_bytes=%lu instret=%s\n", (unsigned long)plan.peak_bytes,
-           (unsigned long)BT_FW_PEAK_BYTES, (unsigned long)sizeof arena.bytes, u64_str(t1 - t0, b1));
-    if (plan.peak_bytes != (size_t)BT_FW_PEAK_BYTES) {
-        printf("FAIL plan: the planner here needs %lu bytes, the host planned %lu\n", (unsigned long)plan.peak_bytes,
-               (unsigned long)BT_FW_PEAK_BYTES);
-        return 2;
-    }
-    bt_fw_optim_cfg(&oc);
-    st = bt_session_init(&session, &graph, &plan, arena.bytes, sizeof arena.bytes, &oc, BT_FW_SEED);
-    if (st != BT_OK) return fail("session", st);
-    if ((st = bt_fw_load_params(&session)) != BT_OK) return fail("parameters", st);
-    printf("init checksum=0x%08lx\n", (unsigned long)bt_session_param_checksum(&session));
-
-    for (s = 0; s < BT_FW_STEPS; ++s) {
-        float loss = 0.0f;
-        const float *x = bt_fw_x_train + (size_t)s * BT_FW_BATCH * BT_FW_IN_NUMEL;
-        const int32_t *y = bt_fw_y_train + (size_t)s * BT_FW_BATCH;
-        t0 = bt_port_counter();
-        st = bt_train_step(&session, &loss, x, y, BT_FW_BATCH);
-        t1 = bt_port_counter();
-        if (st != BT_OK) return fail("train_step", st);
-        t_train += t1 - t0;
-        printf("step %d loss=0x%08lx checksum=0x%08lx instret=%s\n", s, (unsigned long)f32_bits(loss),
-               (unsigned long)bt_session_param_checksum(&session), u64_str(t1 - t0, b1));
-    }
-
-    if (BT_FW_N_TEST > 0) {
-        int i, c, correct = 0;
-        t0 = bt_port_counter();
-        st = bt_forward(&session, logits, bt_fw_x_test, BT_FW_N_TEST);
-        t1 = bt_port_counter();
-        if (st != BT_OK) return fail("forward", st);
-        for (i = 0; i < BT_FW_N_TEST; ++i) {
-            const float *row = logits + (size_t)i * BT_FW_CLASSES;
-            int best = 0;
-            for (c = 1; c < BT_FW_CLASSES; ++c)
-                if (row[c] > row[best]) best = c; /* the first maximum wins, as numpy's argmax */
-            correct += best == bt_fw_y_test[i];
-        }
-        printf("test correct=%d total=%d logits=0x%08lx instret=%s\n", correct, BT_FW_N_TEST,
-               (unsigned long)fnv1a(logits, sizeof(float) * (size_t)BT_FW_N_TEST * BT_FW_CLASSES),
-               u64_str(t1 - t0, b1));
-    }
-    t1 = bt_port_counter();
-    printf("total train_instret=%s instret=%s\n", u64_str(t_train, b1), u64_str(t1 - t_start, b2));
-    printf("done status=0\n");
-    return 0;
-}
-
-@ENTRY@
-"""
+def _data_c(inp: _Inputs, ys, y_test, per) -> str:
+    return _HEADER.format(model="samples") + '#include "bt_fw_model.h"\n\n' + "\n".join([
+        _c_samples("bt_fw_x_train", inp.x_train, per), _c_labels("bt_fw_y_train", ys),
+        _c_samples("bt_fw_x_test", inp.x_test, per), _c_labels("bt_fw_y_test", y_test),
+        _c_samples("bt_fw_x_cal", inp.x_cal, per), _c_labels("bt_fw_y_cal", inp.y_cal)])

@@ -1,5 +1,5 @@
 """Integer NumPy reference of the fixed-point kernels, written from the rules
-documented in ``csrc/include/biotrain/kernels_fixed.h``.
+documented in ``csrc/include/biotrain/qmath.h``.
 
 Number format: a tensor holds integers q with a per-tensor number of
 fractional bits f; its value is q * 2**-f. Rounding: to nearest, ties to

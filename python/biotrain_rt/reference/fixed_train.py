@@ -1,5 +1,5 @@
 """Integer NumPy reference of the fixed-point training loop, written from the
-rules in ``csrc/include/biotrain/exec_fixed.h`` on top of the kernel
+rules of the fixed format of ``csrc/src/exec_fixed.c`` on top of the kernel
 reference (:mod:`biotrain_rt.reference.fixed`). It keeps every tensor in a
 dict (no arena, no planner) and never calls the C core, so a whole training
 run of the C executor can be checked against it bit for bit: losses (Q16),
@@ -260,7 +260,7 @@ class FixedReference:
                 if self.weight_grad[c]:
                     self.backward_weight(c, acts, douts)
                 ins = self.layers[c].inputs
-                for k in range(len(ins) - 1, -1, -1):   # input slots last to first, as exec_fixed.c
+                for k in range(len(ins) - 1, -1, -1):   # input slots last to first, as exec.c
                     u = ins[k]
                     if not self.run_backward[u]:
                         continue
