@@ -33,7 +33,7 @@ import torch
 
 torch.set_num_threads(1)
 
-RESULTS = {"train": {}, "kernel": {}}
+RESULTS = {"train": {}, "kernel": {}, "attention_memory": {}}
 
 
 def pytest_configure(config):
@@ -183,6 +183,11 @@ def kernel_rows():
 
 def pytest_terminal_summary(terminalreporter):
     tr = terminalreporter
+    if RESULTS["attention_memory"]:
+        from test_bench_attention_memory import attention_memory_lines
+        tr.write_sep("=", "attention memory from the planner, bytes (one-head backward vs whole-map backward)")
+        for line in attention_memory_lines(RESULTS["attention_memory"]):
+            tr.write_line(line)
     if RESULTS["train"]:
         tr.write_sep("=", "training throughput, samples/s (fastest round), one thread each")
         tr.write_line(f"{'model':<10} {'batch':>5} {'biotrain-rt':>12} {'PyTorch':>10} {'ratio':>7}")

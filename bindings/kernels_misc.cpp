@@ -104,6 +104,16 @@ void bind_kernels_misc(py::module_ &m) {
     m.def("bt_logf", &vectorised<bt_logf>, py::arg("x"), "The core's logf, elementwise.");
     m.def("bt_tanhf", &vectorised<bt_tanhf>, py::arg("x"), "The core's tanhf, elementwise.");
     m.def("bt_sqrtf", &vectorised<bt_sqrtf>, py::arg("x"), "The core's sqrtf, elementwise.");
+    m.def(
+        "bt_sincospif",
+        [](const farray &x) {
+            py::array_t<float> s = like(x), c = like(x);
+            const float *px = x.data();
+            float *ps = s.mutable_data(), *pc = c.mutable_data();
+            for (py::ssize_t i = 0; i < x.size(); ++i) bt_sincospif(px[i], &ps[i], &pc[i]);
+            return py::make_tuple(s, c);
+        },
+        py::arg("x"), "The core's (sin(pi x), cos(pi x)), elementwise.");
 }
 
 }  // namespace bt

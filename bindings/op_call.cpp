@@ -176,6 +176,7 @@ void bind_op_call(py::module_ &m) {
 
             // What the op saves for its backward: fresh (forward) or as the forward returned it (backward).
             bt_saved_spec specs[BT_MAX_SAVED];
+            std::memset(specs, 0, sizeof specs);
             const int n_saved = d->saved ? d->saved(&g, &nd, rows, dt, specs) : 0;
             std::vector<AlignedBuffer> saved(n_saved);
             for (int j = 0; j < n_saved; ++j) {

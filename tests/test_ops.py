@@ -18,6 +18,7 @@ import pytest
 
 from biotrain_rt import _core
 from biotrain_rt.reference import activation as ra
+from biotrain_rt.reference import attention as rat
 from biotrain_rt.reference import conv as rc
 from biotrain_rt.reference import dropout as rd
 from biotrain_rt.reference import elementwise as re_
@@ -108,6 +109,37 @@ def _bn_bwd(x, p, dy, o):
     return [dx], [dg, db]
 
 
+def _mhsa_params(p, o):
+    """(w_qkv, b_qkv, w_o, b_o) from the slots present (biases may be absent)."""
+    p = list(p)
+    w_qkv = p.pop(0)
+    b_qkv = p.pop(0) if o["qkv_bias"] else None
+    w_o = p.pop(0)
+    b_o = p.pop(0) if o["out_bias"] else None
+    return w_qkv, b_qkv, w_o, b_o
+
+
+def _mhsa_fwd(x, p, o):
+    n, _, S, D = x[0].shape
+    y, _ = rat.mhsa_forward(x[0].reshape(n, S, D), *_mhsa_params(p, o), o["heads"], bool(o["rope"]))
+    return y.reshape(x[0].shape)
+
+
+def _mhsa_bwd(x, p, dy, o):
+    n, _, S, D = x[0].shape
+    _, cache = rat.mhsa_forward(x[0].reshape(n, S, D), *_mhsa_params(p, o), o["heads"], bool(o["rope"]))
+    dx, dwq, dbq, dwo, dbo = rat.mhsa_backward(dy.reshape(n, S, D), cache)
+    return [dx.reshape(x[0].shape)], [g for g in (dwq, dbq, dwo, dbo) if g is not None]
+
+
+def _mhsa_row(S, D, heads, qkv_bias=1, out_bias=1, rope=0, keep_probs=0, rows=2):
+    params = [(3 * D, D)] + ([(3 * D,)] if qkv_bias else []) + [(D, D)] + ([(D,)] if out_bias else [])
+    opts = dict(heads=heads, qkv_bias=qkv_bias, out_bias=out_bias, rope=rope, keep_probs=keep_probs)
+    name = f"mhsa-S{S}-D{D}-H{heads}" + ("-rope" if rope else "") + ("-keep" if keep_probs else "") + \
+        ("" if qkv_bias else "-noqkvb") + ("" if out_bias else "-noob")
+    return Row("mhsa", [(rows, 1, S, D)], opts, params, None, _mhsa_fwd, _mhsa_bwd, id=name)
+
+
 def _unary(f, b):
     return (lambda x, p, o: f(x[0], o)), (lambda x, p, dy, o: ([b(dy, x[0], o)], []))
 
@@ -147,6 +179,13 @@ ROWS = [
                                            o["p"]),
         lambda x, p, dy, o: ([rd.dropout_backward(dy, rd.dropout_mask(x[0].size, o["p"],
                                                                       rd.PCG32(5, 0x62696F7472)), o["p"])], [])),
+]
+ROWS += [
+    _mhsa_row(5, 8, 2),
+    _mhsa_row(4, 6, 1, qkv_bias=0, out_bias=0),
+    _mhsa_row(6, 8, 2, qkv_bias=0, out_bias=1, rope=1),
+    _mhsa_row(7, 12, 3, rope=1, keep_probs=1),
+    _mhsa_row(9, 8, 4, qkv_bias=1, out_bias=0, rope=1, rows=3),
 ]
 ROW_IDS = [r.id or r.kind for r in ROWS]
 

@@ -27,6 +27,18 @@ def residual_net():
     return net.finish()
 
 
+def attention_net():
+    """Two attention layers (the one-head backward with RoPE, then the
+    whole-map one) between a scale and a linear head."""
+    net = brt.Network((1, 12, 16), name="attention")
+    x = net.conv2d(0, 1, (1, 1), bias=True, name="scale")
+    x = net.mhsa(x, 4, rope=True, name="attn1")
+    x = net.mhsa(x, 2, qkv_bias=False, keep_probs=True, name="attn2")
+    x = net.flatten(x, name="flat")
+    net.linear(x, 5, name="fc")
+    return net.finish()
+
+
 def all_trainers():
     for name, make in MODELS.items():
         for norm in ("group", "batch"):
@@ -35,6 +47,8 @@ def all_trainers():
                     yield f"{name}-{norm}-{strat}-{opt.kind}", lambda m=make, n=norm, s=strat, o=opt: brt.Trainer(
                         m(n), optimizer=o, strategy=s, batch_size=4)
     yield "residual", lambda: brt.Trainer(residual_net(), optimizer=brt.SGD(lr=0.1), batch_size=4)
+    yield "attention", lambda: brt.Trainer(attention_net(), optimizer=brt.SGD(lr=0.1, momentum=0.9), batch_size=4,
+                                           micro_batch=2)
 
 
 CASES = list(all_trainers())
@@ -65,7 +79,7 @@ def test_no_live_tensors_overlap(name, make):
     tr.release()
 
 
-@pytest.mark.parametrize("name,make", CASES[:6] + CASES[-1:], ids=[c[0] for c in CASES[:6] + CASES[-1:]])
+@pytest.mark.parametrize("name,make", CASES[:6] + CASES[-2:], ids=[c[0] for c in CASES[:6] + CASES[-2:]])
 def test_tensor_bytes_match_shapes(name, make):
     tr = make()
     net, m = tr.net, tr.micro_batch
@@ -79,7 +93,7 @@ def test_tensor_bytes_match_shapes(name, make):
         elif t["role"] == "grad_out":
             expect = 0 if layer.kind == "flatten" else per_sample * m * 4
         elif t["role"] in ("param", "param_grad", "opt_m", "opt_v"):
-            pname = ("weight", "bias", "running_mean", "running_var")[t["index"]]
+            pname = layer.param_names[t["index"]]
             expect = layer.params[pname].size * 4
         elif t["role"] in ("mean", "rstd"):
             expect = (layer.opts["groups"] * m if layer.kind == "groupnorm" else layer.shape[0]) * 4
@@ -90,6 +104,11 @@ def test_tensor_bytes_match_shapes(name, make):
             expect = int(np.prod(net.layers[layer.inputs[t["index"]]].shape)) * m * 4
         elif t["role"] == "argmax":
             expect = per_sample * m * 4
+        elif t["role"] in ("qkv", "heads_out", "row_stats", "probs", "attn_scratch"):
+            S, D, H = layer.shape[1], layer.shape[2], layer.opts["num_heads"]
+            expect = {"qkv": 3 * S * D * m, "heads_out": S * D * m, "row_stats": H * S * 2 * m,
+                      "probs": H * S * S * m,
+                      "attn_scratch": D + H * S + S * (D // H) + 2 * (D // H)}[t["role"]] * 4
         elif t["role"] == "grad_scratch":
             src = net.layers[layer.inputs[t["index"]]]
             expect = int(np.prod(src.shape)) * m * 4
@@ -100,8 +119,8 @@ def test_tensor_bytes_match_shapes(name, make):
 
 
 @pytest.mark.parametrize("make", [lambda: brt.models.mibminet(), lambda: brt.models.epidenet(norm="batch"),
-                                  lambda: brt.models.emgnet_logenergy(), residual_net],
-                         ids=["mibminet", "epidenet-bn", "emgnet_logenergy", "residual"])
+                                  lambda: brt.models.emgnet_logenergy(), residual_net, attention_net],
+                         ids=["mibminet", "epidenet-bn", "emgnet_logenergy", "residual", "attention"])
 def test_peak_is_the_highest_byte_touched(make):
     """Give the session an arena 4 KiB larger than the plan, fill every byte
     that holds no parameter or optimizer state (and the guard past the peak)

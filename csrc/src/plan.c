@@ -13,6 +13,7 @@ const char *bt_plan_tensor_role(const bt_plan *p, const bt_graph *g, int tensor)
     if (t->role == BT_ROLE_SAVED && g && t->node >= 0 && t->node < g->n_nodes) {
         bt_saved_spec sp[BT_MAX_SAVED];
         const bt_op_desc *d = bt_op_get(g->nodes[t->node].kind);
+        memset(sp, 0, sizeof sp);
         if (d && d->saved && t->index < d->saved(g, &g->nodes[t->node], 1, p->opts.dtype, sp))
             return sp[t->index].name;
     }
@@ -138,10 +139,18 @@ bt_status bt_plan_build(bt_plan *p, const bt_graph *g, const bt_plan_opts *opts)
                                 BT_STEP_FWD(v)));
         if (d->saved) {
             bt_saved_spec sp[BT_MAX_SAVED];
-            int ns = d->saved(g, nd, m, opts->dtype, sp), j;
+            int ns, j;
             const int saved_last = pn->run_backward ? BT_STEP_BWD(n, v) : BT_STEP_FWD(v);
+            memset(sp, 0, sizeof sp);
+            ns = d->saved(g, nd, m, opts->dtype, sp);
             for (j = 0; j < ns; ++j) {
-                if (sp[j].backward_only && !pn->run_backward) continue;
+                if ((sp[j].backward_only || sp[j].scratch) && !pn->run_backward) continue;
+                if (sp[j].scratch) {
+                    /* the backward's working memory: live at that one step */
+                    TRY(pn->saved[j] = bt_pb_add(&b, v, BT_ROLE_SAVED, j, BT_KIND_SCRATCH, sp[j].bytes,
+                                                 BT_STEP_BWD(n, v), BT_STEP_BWD(n, v)));
+                    continue;
+                }
                 TRY(pn->saved[j] = bt_pb_add(&b, v, BT_ROLE_SAVED, j, BT_KIND_ACTIVATION, sp[j].bytes,
                                              BT_STEP_FWD(v), saved_last));
             }

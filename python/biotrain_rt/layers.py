@@ -27,8 +27,11 @@ import numpy as np
 
 from . import _core
 
-#: Parameter names in the order the C core numbers them (0 weight, 1 bias, 2 running mean, 3 running var).
+#: Parameter names in the order the C core numbers them (0 weight, 1 bias, 2 running mean, 3 running var),
+#: for every kind whose spec does not name its slots itself (:meth:`LayerSpec.param_names`).
 PARAM_NAMES = ("weight", "bias", "running_mean", "running_var")
+#: The parameters that train, for those kinds.
+TRAINABLE_NAMES = ("weight", "bias")
 
 
 def pair(v, what: str = "value") -> Tuple[int, int]:
@@ -56,11 +59,22 @@ class Layer:
         return SPECS[self.kind]
 
     @property
+    def param_names(self) -> Tuple[str, ...]:
+        """Parameter names by C slot (position = slot); slots of absent names are skipped."""
+        spec = SPECS.get(self.kind)
+        return spec.param_names(self) if spec else PARAM_NAMES
+
+    @property
+    def trainable_names(self) -> Tuple[str, ...]:
+        spec = SPECS.get(self.kind)
+        return spec.trainable_names(self) if spec else TRAINABLE_NAMES
+
+    @property
     def has_params(self) -> bool:
-        return any(k in self.params for k in ("weight", "bias"))
+        return any(k in self.params for k in self.trainable_names)
 
     def n_trainable(self) -> int:
-        return int(sum(self.params[k].size for k in ("weight", "bias") if k in self.params))
+        return int(sum(self.params[k].size for k in self.trainable_names if k in self.params))
 
     def core_opts(self) -> Dict:
         return self.spec.core_opts(self)
@@ -95,6 +109,16 @@ class LayerSpec:
 
     def core_opts(self, layer: Layer) -> Dict:
         return {}
+
+    def param_names(self, layer: Layer) -> Tuple[str, ...]:
+        """The names of the C core's parameter slots, position = slot (those
+        not in ``layer.params`` have no slot): PyTorch's names, so that
+        ``state_dict`` keys match the torch module's."""
+        return PARAM_NAMES
+
+    def trainable_names(self, layer: Layer) -> Tuple[str, ...]:
+        """The parameters that receive gradients (the C core's first slots)."""
+        return TRAINABLE_NAMES
 
     def macs(self, layer: Layer, src_shape: Sequence[int]) -> float:
         """Multiply-adds of one sample's forward (convolutions, linear layers)."""
@@ -283,9 +307,92 @@ class FlattenSpec(LayerSpec):
         return Flops()
 
 
+def token_shape(net, inputs, kind: str) -> Tuple[int, int]:
+    """(S tokens, D features) of a token-sequence input (1, S, D), or a clear refusal."""
+    c, h, w = net.layers[inputs[0]].shape
+    if c != 1:
+        raise ValueError(f"{kind}: its input '{net.layers[inputs[0]].name}' has shape {(c, h, w)}, not a token "
+                         f"sequence (1, S tokens, D features); reshape the features into the last axis "
+                         f"(e.g. a (1, {c * h}, {w}) sequence) first")
+    return h, w
+
+
+class MhsaSpec(LayerSpec):
+    """Multi-head self-attention over a token sequence (1, S, D), as
+    ``nn.MultiheadAttention(D, num_heads, bias, batch_first=True)`` computes
+    ``attn(x, x, x)[0]``, with its parameter names (``in_proj_weight``,
+    ``in_proj_bias``, ``out_proj.weight``, ``out_proj.bias``) and init.
+    ``bias`` sets both biases like PyTorch; ``qkv_bias`` / ``out_bias``
+    override one (CCT: q/k/v without bias, the projection with). ``rope``:
+    rotary position embedding on q and k (pairs (2i, 2i+1) of each head, base
+    10000). ``keep_probs``: keep the whole H x S x S map for the backward
+    instead of recomputing one head's map at a time (same gradients, more
+    memory: for memory comparisons)."""
+    kind, prefix = "mhsa", "attn"
+
+    def make(self, net, inputs, num_heads, bias=True, rope=False, qkv_bias=None, out_bias=None,
+             keep_probs=False):
+        S, D = token_shape(net, inputs, "mhsa")
+        if isinstance(num_heads, bool) or not isinstance(num_heads, (int, np.integer)) or num_heads <= 0:
+            raise ValueError(f"mhsa: num_heads must be a positive integer, got {num_heads!r}")
+        heads = int(num_heads)
+        if D % heads:
+            divisors = [h for h in range(1, D + 1) if D % h == 0]
+            raise ValueError(f"mhsa: num_heads={heads} does not divide the embedding of {D} features "
+                             f"(input shape (1, {S}, {D})); each head takes D / num_heads features: "
+                             f"choose num_heads in {divisors}")
+        hd = D // heads
+        if rope and hd % 2:
+            raise ValueError(f"mhsa: rope rotates feature pairs, but the head size {D} / {heads} = {hd} is odd; "
+                             f"choose num_heads so that D / num_heads is even, or rope=False")
+        qb = bool(bias) if qkv_bias is None else bool(qkv_bias)
+        ob = bool(bias) if out_bias is None else bool(out_bias)
+        # nn.MultiheadAttention._reset_parameters: xavier_uniform_ in_proj, zero biases;
+        # out_proj keeps nn.Linear's U(-1/sqrt(D), 1/sqrt(D)) weight
+        bound = np.sqrt(6.0 / (D + 3 * D))
+        params = {"in_proj_weight": net._rng.uniform(-bound, bound, (3 * D, D)).astype(np.float32)}
+        if qb:
+            params["in_proj_bias"] = np.zeros(3 * D, np.float32)
+        params["out_proj.weight"] = uniform(net._rng, (D, D), D)
+        if ob:
+            params["out_proj.bias"] = np.zeros(D, np.float32)
+        opts = dict(num_heads=heads, embed_dim=D, tokens=S, qkv_bias=qb, out_bias=ob, rope=bool(rope),
+                    keep_probs=bool(keep_probs))
+        return opts, params
+
+    def core_opts(self, layer):
+        o = layer.opts
+        return dict(heads=o["num_heads"], qkv_bias=int(o["qkv_bias"]), out_bias=int(o["out_bias"]),
+                    rope=int(o["rope"]), keep_probs=int(o["keep_probs"]))
+
+    def param_names(self, layer):
+        o = layer.opts
+        return tuple(n for n, present in (("in_proj_weight", True), ("in_proj_bias", o["qkv_bias"]),
+                                          ("out_proj.weight", True), ("out_proj.bias", o["out_bias"])) if present)
+
+    def trainable_names(self, layer):
+        return self.param_names(layer)
+
+    def macs(self, layer, src_shape):
+        # projections 3 S D^2 + S D^2, scores and P V 2 S^2 D
+        S, D = layer.opts["tokens"], layer.opts["embed_dim"]
+        return 4.0 * S * D * D + 2.0 * S * S * D
+
+    def flops(self, layer, src_shape):
+        S, D, H = layer.opts["tokens"], layer.opts["embed_dim"], layer.opts["num_heads"]
+        proj, att = 4.0 * S * D * D, 2.0 * S * S * D
+        soft = 5.0 * H * S * S          # max, subtract, exp (counted as one), sum, scale
+        rope = 6.0 * S * D if layer.opts["rope"] else 0.0
+        # backward: dO_h (S D^2), recomputed scores (S^2 D), dV, dP, dK, dQ (4 S^2 D), dX (3 S D^2);
+        # weight: dWo (S D^2), dWqkv (3 S D^2)
+        return Flops(2 * (proj + att) + soft + rope,
+                     2 * (4.0 * S * D * D + 5.0 * S * S * D) + 2 * soft + rope,
+                     2 * 4.0 * S * D * D, proj + att)
+
+
 SPECS: Dict[str, LayerSpec] = {s.kind: s for s in (
     Conv2dSpec(), LinearSpec(), GroupNormSpec(), BatchNormSpec(), ReluSpec(), EluSpec(), GeluSpec(),
-    AvgPool2dSpec(), MaxPool2dSpec(), GlobalAvgPoolSpec(), AddSpec(), FlattenSpec(), DropoutSpec())}
+    AvgPool2dSpec(), MaxPool2dSpec(), GlobalAvgPoolSpec(), AddSpec(), FlattenSpec(), DropoutSpec(), MhsaSpec())}
 
 #: Every layer kind, in the C op table's order.
 LAYER_KINDS = tuple(op["name"] for op in _core.op_table() if op["name"] in SPECS)

@@ -119,6 +119,14 @@ class Network:
     def dropout(self, x, p=0.5, name=None) -> int:
         return self.add_layer("dropout", [x], name, p=p)
 
+    def mhsa(self, x, heads, bias=True, rope=False, qkv_bias=None, out_bias=None, keep_probs=False,
+             name=None) -> int:
+        """Multi-head self-attention over the token sequence x of shape (1, S, D)
+        (``brt.layers.MhsaSpec``): ``nn.MultiheadAttention(D, heads, bias)``'s
+        self-attention, optionally with rotary position embeddings."""
+        return self.add_layer("mhsa", [x], name, num_heads=heads, bias=bias, rope=rope, qkv_bias=qkv_bias,
+                              out_bias=out_bias, keep_probs=keep_probs)
+
     # ------------------------------------------------------------ queries
     @property
     def classes(self) -> int:
@@ -167,7 +175,7 @@ class Network:
             self._live._pull_params()
         out = {}
         for l in self.layers[1:]:
-            for k in PARAM_NAMES:
+            for k in l.param_names:
                 if k in l.params:
                     out[f"{l.name}.{k}"] = l.params[k].copy()
         return out

@@ -18,6 +18,10 @@ extern "C" {
 float bt_expf(float x);
 float bt_logf(float x);
 float bt_tanhf(float x);
+/* sin(pi x) and cos(pi x), both at once (rotary position embeddings). The
+ * argument is reduced modulo 2 exactly (no pi in it), so any finite x works:
+ * within 2^-23 absolute of the exact values. NaN and infinities give NaN. */
+void bt_sincospif(float x, float *s, float *c);
 /* IEEE 754 requires sqrt to be correctly rounded, so this is portable. */
 float bt_sqrtf(float x);
 int bt_isfinitef(float x);

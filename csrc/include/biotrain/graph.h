@@ -42,11 +42,25 @@ typedef struct {
     int k_h, k_w, stride_h, stride_w, pad_h, pad_w;
 } bt_pool_opts;
 
+/* Multi-head self-attention over a token sequence (c = 1, h = S tokens, w = D
+ * features); attention.h has the math. Parameters, in slot order, the
+ * absent ones skipped: in_proj weight [3D, D], in_proj bias [3D] (qkv_bias),
+ * out_proj weight [D, D], out_proj bias [D] (out_bias); all trainable. */
+typedef struct {
+    int heads;         /* dividing D */
+    int qkv_bias;      /* 0/1 */
+    int out_bias;      /* 0/1 */
+    int rope;          /* 0/1: rotary position embedding on q and k (D / heads even) */
+    int keep_probs;    /* 0: the backward recomputes one head's S x S map at a time;
+                        * 1: the forward keeps all H x S x S probabilities (the whole-map variant) */
+} bt_mhsa_opts;
+
 typedef union {
     bt_conv2d_opts conv;
     bt_linear_opts linear;
     bt_norm_opts norm;
     bt_pool_opts pool;
+    bt_mhsa_opts mhsa;
     float alpha;       /* elu */
     float p;           /* dropout */
 } bt_node_opts;

@@ -55,7 +55,8 @@ extern "C" {
     X(GLOBAL_AVGPOOL, global_avgpool) \
     X(ADD, add)                       \
     X(FLATTEN, flatten)               \
-    X(DROPOUT, dropout)
+    X(DROPOUT, dropout)               \
+    X(MHSA, mhsa)
 
 typedef enum {
 #define BT_OP_ENUM_(id, name) BT_OP_##id,
@@ -66,7 +67,7 @@ typedef enum {
 
 #define BT_MAX_NODE_INPUTS 2
 #define BT_MAX_PARAMS_PER_NODE 4
-#define BT_MAX_SAVED 2
+#define BT_MAX_SAVED 4
 
 struct bt_graph;
 struct bt_node;
@@ -142,11 +143,15 @@ typedef struct {
 #define BT_OPF_BATCH_STATS (1u << 7)      /* statistics over the batch: one micro-batch per step */
 #define BT_OPF_Q_WEIGHT_COPY (1u << 8)    /* fixed point keeps an int8 copy of parameter 0 */
 
-/* One tensor an op saves for its backward. */
+/* One tensor an op saves for its backward, or (scratch) the working memory
+ * of its backward alone. The planner zeroes the specs before asking, so a
+ * field an op leaves unset is 0. */
 typedef struct {
     const char *name;           /* "mean", "rstd", "mask", "argmax": the plan's role name */
     size_t bytes;               /* for the micro-batch */
     int backward_only;          /* 1: only planned when the backward runs */
+    int scratch;                /* 1: lives at this op's backward step only (planned only when the
+                                 * backward runs; the forward must not touch it) */
 } bt_saved_spec;
 
 /* An option, by name: where it sits in bt_node_opts (graph.h). */

@@ -16,7 +16,9 @@
  * bit per element for a ReLU's backward instead of its output, recomputes a
  * cheap convolution's output (at most BT_RECOMPUTE_MAX_MACS multiply-adds per
  * output, e.g. a spatial Cx1 conv) at the backward of the norm that reads it
- * instead of keeping it through the whole step, then assigns
+ * instead of keeping it through the whole step, gives an op's backward
+ * scratch (a saved spec with `scratch`, ops.h: attention's one head map) its
+ * backward step alone, then assigns
  * every buffer an offset in one arena: largest first, into the lowest gap
  * left by the buffers already placed that overlap it in time.
  * Only what runs is planned: a frozen node has no weight gradient, and no

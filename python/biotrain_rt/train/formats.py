@@ -22,7 +22,6 @@ from typing import Dict, Optional, Tuple
 import numpy as np
 
 from .. import _core
-from ..layers import PARAM_NAMES
 
 #: Masters are stored with their largest magnitude in [2^22, 2^23): 8 bits of
 #: headroom for the weights to grow, ~22 bits of precision below the largest.
@@ -135,13 +134,13 @@ class Float32Format(NumberFormat):
 
     def push_params(self, session, net) -> None:
         for i, l in enumerate(net.layers):
-            for k, name in enumerate(PARAM_NAMES):
+            for k, name in enumerate(l.param_names):
                 if name in l.params:
                     session.param(i, k)[...] = l.params[name].reshape(-1)
 
     def pull_params(self, session, net) -> None:
         for i, l in enumerate(net.layers):
-            for k, name in enumerate(PARAM_NAMES):
+            for k, name in enumerate(l.param_names):
                 if name in l.params:
                     l.params[name] = np.array(session.param(i, k), copy=True).reshape(l.params[name].shape)
 
@@ -193,7 +192,7 @@ class FixedFormat(NumberFormat):
 
     def push_params(self, session, net) -> None:
         for i, l in enumerate(net.layers):
-            for k, name in enumerate(PARAM_NAMES):
+            for k, name in enumerate(l.param_names):
                 if name in l.params:
                     v = np.asarray(l.params[name], dtype=np.float32).reshape(-1)
                     f = master_frac(v)
@@ -202,7 +201,7 @@ class FixedFormat(NumberFormat):
 
     def pull_params(self, session, net) -> None:
         for i, l in enumerate(net.layers):
-            for k, name in enumerate(PARAM_NAMES):
+            for k, name in enumerate(l.param_names):
                 if name in l.params:
                     q = np.array(session.param(i, k), dtype=np.float64)
                     v = q * 2.0 ** -session.frac(i, "param", k)

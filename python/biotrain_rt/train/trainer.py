@@ -14,7 +14,6 @@ from typing import Dict, Optional, Tuple, Union
 import numpy as np
 
 from .. import _core
-from ..layers import PARAM_NAMES
 from ..network import Network
 from ..optim import SGD, Adam
 from ..plan import PlanInfo
@@ -203,7 +202,7 @@ class Trainer:
     def _trainable_params(self):
         for i in self.trainable_nodes:
             l = self.net.layers[i]
-            for k, name in enumerate(PARAM_NAMES[:2]):
+            for k, name in enumerate(l.trainable_names):
                 if name in l.params:
                     yield i, k, f"{l.name}.{name}", l.params[name].shape
 
