@@ -26,6 +26,7 @@ from biotrain_rt.reference import fixed as q
 from biotrain_rt.reference import linear as rl
 from biotrain_rt.reference import norm as rn
 from biotrain_rt.reference import pool as rp
+from biotrain_rt.reference import sequence as rs
 
 OPS = {o["name"]: o for o in _core.op_table()}
 
@@ -158,8 +159,10 @@ ROWS = [
     Row("relu", [(2, 3, 1, 8)], {}, [], None, *_unary(lambda x, o: ra.relu(x), lambda dy, x, o: ra.relu_backward(dy, x))),
     Row("elu", [(2, 3, 1, 8)], dict(alpha=0.7), [], None,
         *_unary(lambda x, o: ra.elu(x, o["alpha"]), lambda dy, x, o: ra.elu_backward(dy, x, o["alpha"]))),
-    Row("gelu", [(2, 3, 1, 8)], {}, [], None,
-        *_unary(lambda x, o: ra.gelu_tanh(x), lambda dy, x, o: ra.gelu_tanh_backward(dy, x))),
+    Row("gelu", [(2, 3, 1, 8)], dict(exact=0), [], None,
+        *_unary(lambda x, o: ra.gelu_tanh(x), lambda dy, x, o: ra.gelu_tanh_backward(dy, x)), id="gelu-tanh"),
+    Row("gelu", [(2, 3, 1, 40)], dict(exact=1), [], None,
+        *_unary(lambda x, o: rs.gelu_erf(x), lambda dy, x, o: rs.gelu_erf_backward(dy, x)), id="gelu-erf"),
     Row("avgpool2d", [(2, 3, 4, 9)], _pool_opts((2, 3), (2, 2), (0, 1)), [], None,
         *_unary(lambda x, o: rp.avgpool2d_forward(x, **_pool_args(o)),
                 lambda dy, x, o: rp.avgpool2d_backward(dy, x.shape, **_pool_args(o)))),
@@ -179,6 +182,63 @@ ROWS = [
                                            o["p"]),
         lambda x, p, dy, o: ([rd.dropout_backward(dy, rd.dropout_mask(x[0].size, o["p"],
                                                                       rd.PCG32(5, 0x62696F7472)), o["p"])], [])),
+]
+
+
+
+def _ln_fwd(x, p, o):
+    return rs.layernorm_forward(x[0], p[0], p[1], o["eps"])[0]
+
+
+def _ln_bwd(x, p, dy, o):
+    dx, dw, db = rs.layernorm_backward(dy, x[0], p[0], o["eps"])
+    return [dx], [dw, db]
+
+
+def _tl_fwd(x, p, o):
+    return np.asarray(x[0], np.float64) @ np.asarray(p[0], np.float64).T + (p[1] if len(p) > 1 else 0.0)
+
+
+def _tl_bwd(x, p, dy, o):
+    x0 = np.asarray(x[0], np.float64)
+    flat_dy, flat_x = dy.reshape(-1, dy.shape[-1]), x0.reshape(-1, x0.shape[-1])
+    g = [flat_dy.T @ flat_x]
+    if len(p) > 1:
+        g.append(flat_dy.sum(axis=0))
+    return [dy @ np.asarray(p[0], np.float64)], g
+
+
+def _sp_bwd(x, p, dy, o):
+    dx, dw, db = rs.seq_pool_backward(dy, x[0], p[0], p[1])
+    return [dx], [dw, db]
+
+
+def _dp_keep(x, o):
+    return rs.drop_path_keep(x.shape[0], o["p"], rd.PCG32(5, 0x62696F7472))
+
+
+ROWS += [
+    Row("layernorm", [(2, 1, 5, 12)], dict(affine=1, eps=1e-5), [(12,), (12,)], None, _ln_fwd, _ln_bwd),
+    Row("layernorm", [(3, 2, 3, 7)], dict(affine=1, eps=1e-6), [(7,), (7,)], None, _ln_fwd, _ln_bwd,
+        id="layernorm-rows"),
+    Row("softmax", [(2, 1, 4, 9)], {}, [], None,
+        *_unary(lambda x, o: ra.softmax(x.reshape(-1, x.shape[-1])).reshape(x.shape),
+                lambda dy, x, o: ra.softmax_backward(dy.reshape(-1, x.shape[-1]),
+                                                     ra.softmax(x.reshape(-1, x.shape[-1]))).reshape(x.shape))),
+    Row("token_linear", [(2, 1, 5, 6)], dict(out_f=4, has_bias=1), [(4, 6), (4,)], None, _tl_fwd, _tl_bwd),
+    Row("token_linear", [(2, 1, 3, 6)], dict(out_f=7, has_bias=0), [(7, 6)], None, _tl_fwd, _tl_bwd,
+        id="token_linear-nobias"),
+    Row("tokens", [(2, 5, 3, 4)], {}, [], None, lambda x, p, o: rs.tokens_forward(x[0]),
+        lambda x, p, dy, o: ([rs.tokens_backward(dy, x[0].shape)], [])),
+    Row("pos_embed", [(3, 1, 4, 5)], {}, [(4, 5)], None, lambda x, p, o: np.asarray(x[0], np.float64) + p[0],
+        lambda x, p, dy, o: ([dy], [dy.sum(axis=0)])),
+    Row("token_mean", [(2, 1, 6, 5)], {}, [], None, lambda x, p, o: rs.token_mean_forward(x[0]),
+        lambda x, p, dy, o: ([rs.token_mean_backward(dy, x[0].shape)], [])),
+    Row("seq_pool", [(2, 1, 6, 5)], {}, [(1, 5), (1,)], None, lambda x, p, o: rs.seq_pool_forward(x[0], p[0], p[1])[0],
+        _sp_bwd),
+    Row("drop_path", [(8, 1, 3, 4)], dict(p=0.4), [], None,
+        lambda x, p, o: rs.drop_path_forward(x[0], _dp_keep(x[0], o), o["p"]),
+        lambda x, p, dy, o: ([rs.drop_path_forward(dy, _dp_keep(x[0], o), o["p"])], [])),
 ]
 ROWS += [
     _mhsa_row(5, 8, 2),

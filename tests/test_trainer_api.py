@@ -86,7 +86,7 @@ def test_to_torch_zoo_state_dict_keys_match():
 
 @pytest.mark.parametrize("module,what", [
     (nn.Sequential(nn.Conv2d(1, 2, 3), nn.Sigmoid(), nn.Flatten(), nn.Linear(2 * 6 * 6, 2)), "Sigmoid"),
-    (nn.Sequential(nn.Conv2d(1, 2, 3), nn.GELU(), nn.Flatten(), nn.Linear(2 * 6 * 6, 2)), "GELU"),
+    (nn.Sequential(nn.Conv2d(1, 2, 3), nn.SiLU(), nn.Flatten(), nn.Linear(2 * 6 * 6, 2)), "SiLU"),
     (nn.Sequential(nn.Conv2d(1, 2, 3), nn.Linear(6, 2)), "Flatten"),
     (nn.Sequential(nn.LSTM(8, 4)), "LSTM"),
 ])
@@ -363,3 +363,15 @@ def test_fixed_only_calls_say_so_on_a_float32_trainer():
     for call in (lambda: tr.quantize_input(x), lambda: tr.scales(), lambda: tr.input_frac):
         with pytest.raises(ValueError, match="dtype='fixed'"):
             call()
+
+
+@pytest.mark.parametrize("approximate", ["none", "tanh"])
+def test_from_torch_gelu_keeps_its_form(approximate):
+    """nn.GELU imports in the form it computes: the exact (erf) form or the tanh form."""
+    tm = nn.Sequential(nn.Conv2d(1, 3, (1, 3)), nn.GELU(approximate=approximate), nn.Flatten(), nn.Linear(3 * 6, 2))
+    net = brt.from_torch(tm, input_shape=(1, 1, 8))
+    assert net.layers[2].opts["approximate"] == approximate
+    x = (3 * np.random.default_rng(1).standard_normal((4, 1, 1, 8))).astype(np.float32)
+    with torch.no_grad():
+        ref = tm(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(brt.Trainer(net, batch_size=4).predict_logits(x), ref, rtol=1e-5, atol=1e-6)

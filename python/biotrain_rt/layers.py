@@ -245,7 +245,16 @@ class EluSpec(LayerSpec):
 
 
 class GeluSpec(LayerSpec):
+    """GELU as PyTorch names it: approximate="none" the exact erf form, "tanh" the tanh form."""
     kind, prefix = "gelu", "gelu"
+
+    def make(self, net, inputs, approximate="none"):
+        if approximate not in ("none", "tanh"):
+            raise ValueError(f"gelu: approximate must be 'none' (erf) or 'tanh', got {approximate!r}")
+        return dict(approximate=approximate), {}
+
+    def core_opts(self, layer):
+        return dict(exact=int(layer.opts.get("approximate", "none") == "none"))
 
     def flops(self, layer, src_shape):
         n = _numel(layer.shape)
@@ -306,6 +315,115 @@ class FlattenSpec(LayerSpec):
     def flops(self, layer, src_shape):
         return Flops()
 
+
+class LayerNormSpec(NormSpec):
+    """LayerNorm over the last axis (the features of each token), as nn.LayerNorm(D)."""
+    kind, prefix = "layernorm", "ln"
+
+    def make(self, net, inputs, normalized_shape=None, eps=1e-5, elementwise_affine=True):
+        d = net.layers[inputs[0]].shape[2]
+        if normalized_shape is not None:
+            ns = tuple(normalized_shape) if isinstance(normalized_shape, (tuple, list)) else (int(normalized_shape),)
+            if ns != (d,):
+                raise ValueError(f"layernorm: normalises the last axis of size {d}; normalized_shape {ns} "
+                                 f"is not ({d},)")
+        params = {"weight": np.ones(d, np.float32), "bias": np.zeros(d, np.float32)} if elementwise_affine else {}
+        return dict(eps=float(eps), affine=bool(elementwise_affine)), params
+
+    def core_opts(self, layer):
+        return dict(affine=int(layer.opts["affine"]), eps=layer.opts["eps"])
+
+
+class SoftmaxSpec(LayerSpec):
+    kind, prefix = "softmax", "softmax"
+
+    def flops(self, layer, src_shape):
+        n = _numel(layer.shape)
+        return Flops(4 * n, 4 * n, 0.0)
+
+
+class TokenLinearSpec(LayerSpec):
+    """A linear layer over the last axis, shared by every token (nn.Linear on a (batch, S, D) tensor)."""
+    kind, prefix = "token_linear", "fc"
+
+    def make(self, net, inputs, out_features, bias=True):
+        in_f = int(net.layers[inputs[0]].shape[2])
+        out_features = int(out_features)
+        if out_features <= 0:
+            raise ValueError(f"token_linear: out_features must be positive, got {out_features}")
+        params = {"weight": uniform(net._rng, (out_features, in_f), in_f)}
+        if bias:
+            params["bias"] = uniform(net._rng, (out_features,), in_f)
+        return dict(out_features=out_features, bias=bool(bias), in_features=in_f), params
+
+    def core_opts(self, layer):
+        return dict(out_f=layer.opts["out_features"], has_bias=int(layer.opts["bias"]))
+
+    def macs(self, layer, src_shape):
+        return _numel(layer.shape) * float(src_shape[2])
+
+    def flops(self, layer, src_shape):
+        m = self.macs(layer, src_shape)
+        bias = _numel(layer.shape) if layer.opts["bias"] else 0.0
+        return Flops(2 * m + bias, 2 * m, 2 * m + bias, m)
+
+
+class TokensSpec(LayerSpec):
+    """A (C, H, W) feature map as H*W tokens of C features: x.flatten(2).transpose(1, 2) in PyTorch."""
+    kind, prefix = "tokens", "tokens"
+
+    def flops(self, layer, src_shape):
+        return Flops()
+
+
+class PosEmbedSpec(LayerSpec):
+    """A learned positional embedding of the input's shape (CCT: zeros then trunc-normal(0.2))."""
+    kind, prefix = "pos_embed", "pos"
+
+    def make(self, net, inputs, std=0.2):
+        shape = tuple(net.layers[inputs[0]].shape)
+        w = np.clip(net._rng.standard_normal(shape) * std, -2 * std, 2 * std).astype(np.float32)
+        return dict(std=float(std)), {"weight": w.reshape(shape[1:]) if shape[0] == 1 else w}
+
+
+class TokenMeanSpec(LayerSpec):
+    kind, prefix = "token_mean", "mean"
+
+    def make(self, net, inputs):
+        token_shape(net, inputs, self.kind)
+        return {}, {}
+
+    def flops(self, layer, src_shape):
+        return Flops(_numel(src_shape), _numel(src_shape), 0.0)
+
+
+class SeqPoolSpec(LayerSpec):
+    """CCT's sequence pooling: softmax over tokens of a linear D -> 1, then the weighted sum."""
+    kind, prefix = "seq_pool", "seqpool"
+
+    def make(self, net, inputs):
+        s, d = token_shape(net, inputs, self.kind)
+        return {}, {"weight": uniform(net._rng, (1, d), d), "bias": uniform(net._rng, (1,), d)}
+
+    def macs(self, layer, src_shape):
+        return 2.0 * _numel(src_shape)
+
+    def flops(self, layer, src_shape):
+        n = _numel(src_shape)
+        return Flops(4 * n, 6 * n, 2 * n, 2 * n)
+
+
+class DropPathSpec(LayerSpec):
+    kind, prefix = "drop_path", "droppath"
+
+    def make(self, net, inputs, p=0.1):
+        p = float(p)
+        if not 0.0 <= p < 1.0:
+            raise ValueError(f"drop_path: p must be in [0, 1), got {p}")
+        return dict(p=p), {}
+
+    def core_opts(self, layer):
+        return dict(p=layer.opts["p"])
 
 def token_shape(net, inputs, kind: str) -> Tuple[int, int]:
     """(S tokens, D features) of a token-sequence input (1, S, D), or a clear refusal."""
@@ -392,7 +510,9 @@ class MhsaSpec(LayerSpec):
 
 SPECS: Dict[str, LayerSpec] = {s.kind: s for s in (
     Conv2dSpec(), LinearSpec(), GroupNormSpec(), BatchNormSpec(), ReluSpec(), EluSpec(), GeluSpec(),
-    AvgPool2dSpec(), MaxPool2dSpec(), GlobalAvgPoolSpec(), AddSpec(), FlattenSpec(), DropoutSpec(), MhsaSpec())}
+    AvgPool2dSpec(), MaxPool2dSpec(), GlobalAvgPoolSpec(), AddSpec(), FlattenSpec(), DropoutSpec(),
+    LayerNormSpec(), SoftmaxSpec(), TokenLinearSpec(), TokensSpec(), PosEmbedSpec(), TokenMeanSpec(), SeqPoolSpec(),
+    DropPathSpec(), MhsaSpec())}
 
 #: Every layer kind, in the C op table's order.
 LAYER_KINDS = tuple(op["name"] for op in _core.op_table() if op["name"] in SPECS)

@@ -158,5 +158,87 @@ def emgnet_logenergy(channels: int = 8, samples: int = 8, classes: int = 6, filt
     return net.finish()
 
 
+# ------------------------------------------------------------------ transformers
+def _attention(net: Network, x: int, heads: int, qkv_bias: bool, rope: bool, name: str) -> int:
+    return net.mhsa(x, heads, qkv_bias=qkv_bias, out_bias=True, rope=rope, name=name)
+
+
+def cct2(classes: int = 10, image: int = 32, channels: int = 3, embed: int = 128, heads: int = 2, blocks: int = 2,
+         mlp: int = 128, drop_path: float = 0.0, seed: int = 0) -> Network:
+    """CCT-2 as TrainDeeploy trains it: input 3 x 32 x 32, 10 classes.
+
+    Tokenizer: two stages of conv 3x3 (stride 1, pad 1, no bias) · ReLU ·
+    maxpool 3 (stride 2, pad 1), channels 3 -> 64 -> 128, giving 8 x 8 = 64
+    tokens; a learned positional embedding 64 x 128; 2 encoder blocks of CCT's
+    form ``x += attn(LN(x)); x = LN(x); x += MLP(x)`` (2 heads of 64, q/k/v
+    without bias, output projection with bias, MLP 128 -> 128 -> 128 with
+    exact GELU); a final LayerNorm; sequence pooling; linear 128 -> 10.
+
+    283,723 parameters: the paper states 283,979; the 256 more are one
+    LayerNorm(128)'s weight and bias, which CCT-2's block form above does not
+    have (its two norms per block and the final one are counted here).
+    """
+    net = Network((channels, image, image), name="cct2", seed=seed)
+    x = 0
+    for i, c_out in enumerate((64, embed), start=1):
+        x = net.conv2d(x, c_out, (3, 3), padding=(1, 1), name=f"tokenizer.conv{i}")
+        x = net.relu(x, name=f"tokenizer.relu{i}")
+        x = net.maxpool2d(x, (3, 3), stride=(2, 2), padding=(1, 1), name=f"tokenizer.pool{i}")
+    x = net.tokens(x, name="tokens")
+    x = net.pos_embed(x, name="positional_emb")
+    for b in range(blocks):
+        p = f"blocks.{b}."
+        h = net.layernorm(x, name=p + "pre_norm")
+        h = _attention(net, h, heads, False, False, p + "self_attn")
+        if drop_path:
+            h = net.drop_path(h, drop_path, name=p + "drop_path1")
+        x = net.add(x, h, name=p + "res1")
+        x = net.layernorm(x, name=p + "norm1")
+        h = net.token_linear(x, mlp, name=p + "linear1")
+        h = net.gelu(h, name=p + "gelu")
+        h = net.token_linear(h, embed, name=p + "linear2")
+        if drop_path:
+            h = net.drop_path(h, drop_path, name=p + "drop_path2")
+        x = net.add(x, h, name=p + "res2")
+    x = net.layernorm(x, name="norm")
+    x = net.seq_pool(x, name="attention_pool")
+    net.linear(x, classes, name="fc")
+    return net.finish()
+
+
+def emg_transformer(channels: int = 8, samples: int = 200, classes: int = 6, patch: int = 20, embed: int = 32,
+                    heads: int = 4, blocks: int = 2, mlp: int = 64, seed: int = 0) -> Network:
+    """A tiny EMG transformer in TinyMyo's style, sized for the MCU: input
+    1 x channels x samples (raw UCI EMG windows, 8 x 200 at 1 kHz).
+
+    Channel-independent patches: a conv 1 x patch with stride patch (one
+    linear map of each channel's 20-sample patch to ``embed`` features, the
+    same for every channel) gives channels x samples/patch = 80 tokens; pre-LN
+    encoder blocks ``x += attn(LN(x)); x += MLP(LN(x))`` with rotary position
+    embedding on q and k (``heads`` heads), MLP embed -> mlp -> embed with exact
+    GELU; a final LayerNorm; the mean over tokens; a linear head. At the
+    defaults: 17,990 parameters.
+    """
+    if samples % patch:
+        raise ValueError(f"emg_transformer: samples={samples} is not a multiple of the patch length {patch}")
+    net = Network((1, channels, samples), name="emg_transformer", seed=seed)
+    x = net.conv2d(0, embed, (1, patch), stride=(1, patch), bias=True, name="patch_embed")
+    x = net.tokens(x, name="tokens")
+    for b in range(blocks):
+        p = f"blocks.{b}."
+        h = net.layernorm(x, name=p + "norm1")
+        h = _attention(net, h, heads, True, True, p + "attn")
+        x = net.add(x, h, name=p + "res1")
+        h = net.layernorm(x, name=p + "norm2")
+        h = net.token_linear(h, mlp, name=p + "mlp.fc1")
+        h = net.gelu(h, name=p + "mlp.gelu")
+        h = net.token_linear(h, embed, name=p + "mlp.fc2")
+        x = net.add(x, h, name=p + "res2")
+    x = net.layernorm(x, name="norm")
+    x = net.token_mean(x, name="pool")
+    net.linear(x, classes, name="head")
+    return net.finish()
+
+
 ZOO = {"mibminet": mibminet, "epidenet": epidenet, "eegnet": eegnet, "emgnet": emgnet,
-       "emgnet_logenergy": emgnet_logenergy}
+       "emgnet_logenergy": emgnet_logenergy, "cct2": cct2, "emg_transformer": emg_transformer}

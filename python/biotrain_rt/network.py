@@ -98,8 +98,42 @@ class Network:
     def elu(self, x, alpha=1.0, name=None) -> int:
         return self.add_layer("elu", [x], name, alpha=alpha)
 
-    def gelu(self, x, name=None) -> int:
-        return self.add_layer("gelu", [x], name)
+    def gelu(self, x, approximate="none", name=None) -> int:
+        """GELU; approximate="none" the exact erf form (PyTorch's default), "tanh" the tanh form."""
+        return self.add_layer("gelu", [x], name, approximate=approximate)
+
+    # ------------------------------------------------------------ token sequences (1, S, D)
+    def tokens(self, x, name=None) -> int:
+        """A (C, H, W) feature map as a sequence (1, H*W, C) of tokens."""
+        return self.add_layer("tokens", [x], name)
+
+    def layernorm(self, x, eps=1e-5, elementwise_affine=True, name=None) -> int:
+        """LayerNorm over the last axis (each token's features)."""
+        return self.add_layer("layernorm", [x], name, eps=eps, elementwise_affine=elementwise_affine)
+
+    def softmax(self, x, name=None) -> int:
+        """Softmax over the last axis."""
+        return self.add_layer("softmax", [x], name)
+
+    def token_linear(self, x, out_features, bias=True, name=None) -> int:
+        """A linear layer applied to every token (shared weight [out_features, D])."""
+        return self.add_layer("token_linear", [x], name, out_features=out_features, bias=bias)
+
+    def pos_embed(self, x, std=0.2, name=None) -> int:
+        """A learned positional embedding added to the sequence."""
+        return self.add_layer("pos_embed", [x], name, std=std)
+
+    def token_mean(self, x, name=None) -> int:
+        """The mean over the tokens: (1, S, D) -> (1, 1, D)."""
+        return self.add_layer("token_mean", [x], name)
+
+    def seq_pool(self, x, name=None) -> int:
+        """CCT's sequence pooling: (1, S, D) -> (1, 1, D)."""
+        return self.add_layer("seq_pool", [x], name)
+
+    def drop_path(self, x, p=0.1, name=None) -> int:
+        """Stochastic depth on a residual branch (whole samples dropped in training)."""
+        return self.add_layer("drop_path", [x], name, p=p)
 
     def avgpool2d(self, x, kernel, stride=None, padding=0, name=None) -> int:
         return self.add_layer("avgpool2d", [x], name, kernel=kernel, stride=stride, padding=padding)

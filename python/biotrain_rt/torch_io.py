@@ -16,7 +16,7 @@ import numpy as np
 from .network import Network
 
 _SUPPORTED = ("Conv1d, Conv2d, Linear, BatchNorm1d/2d, GroupNorm, LayerNorm (over the features of a flat "
-              "input), ReLU, ELU, GELU(approximate='tanh'), AvgPool1d/2d, MaxPool1d/2d, AdaptiveAvgPool1d/2d(1), "
+              "input), ReLU, ELU, GELU (both forms), AvgPool1d/2d, MaxPool1d/2d, AdaptiveAvgPool1d/2d(1), "
               "Flatten, Dropout, Identity, +, torch.flatten")
 
 
@@ -178,10 +178,7 @@ def _map_module(net: Network, m, x: int, path: str, one_d: bool, unsupported) ->
     if isinstance(m, nn.ELU):
         return net.elu(x, alpha=m.alpha, name=path)
     if isinstance(m, nn.GELU):
-        if m.approximate != "tanh":
-            unsupported("GELU(approximate='none'): the runtime implements the tanh form; use "
-                        "nn.GELU(approximate='tanh')", path)
-        return net.gelu(x, name=path)
+        return net.gelu(x, approximate=m.approximate, name=path)
     if isinstance(m, (nn.AvgPool1d, nn.AvgPool2d, nn.MaxPool1d, nn.MaxPool2d)):
         is_max = isinstance(m, (nn.MaxPool1d, nn.MaxPool2d))
         is1 = isinstance(m, (nn.AvgPool1d, nn.MaxPool1d))
@@ -213,6 +210,69 @@ def _map_module(net: Network, m, x: int, path: str, one_d: bool, unsupported) ->
     unsupported(type(m).__name__, path)
 
 
+def _sequence_modules(nn, torch):
+    """torch modules for the token-sequence kinds, on (batch, 1, S, D) tensors."""
+    import math
+
+    class PosEmbed(nn.Module):
+        def __init__(self, shape):
+            super().__init__()
+            self.weight = nn.Parameter(torch.zeros(shape))
+
+        def forward(self, x):
+            return x + self.weight.reshape(x.shape[1:])
+
+    class SeqPool(nn.Module):
+        def __init__(self, d):
+            super().__init__()
+            self.weight = nn.Parameter(torch.zeros(1, d))
+            self.bias = nn.Parameter(torch.zeros(1))
+
+        def forward(self, x):                                    # (B, 1, S, D) -> (B, 1, 1, D)
+            a = torch.softmax(x @ self.weight.t() + self.bias, dim=2)
+            return (a.transpose(2, 3) @ x)
+
+    class DropPath(nn.Module):
+        def __init__(self, p):
+            super().__init__()
+            self.p = p
+
+        def forward(self, x):
+            if not self.training or self.p == 0:
+                return x
+            keep = (torch.rand(x.shape[0], *([1] * (x.dim() - 1)), device=x.device) >= self.p).to(x.dtype)
+            return x * keep / (1 - self.p)
+
+    class MHSA(nn.Module):
+        def __init__(self, d, heads, qkv_bias, out_bias, rope):
+            super().__init__()
+            self.heads, self.rope = heads, rope
+            self.in_proj_weight = nn.Parameter(torch.zeros(3 * d, d))
+            self.in_proj_bias = nn.Parameter(torch.zeros(3 * d)) if qkv_bias else None
+            self.out_proj = nn.Linear(d, d, bias=out_bias)
+
+        @staticmethod
+        def _rope(t):
+            s, hd = t.shape[-2], t.shape[-1]
+            inv = 10000.0 ** (-torch.arange(0, hd, 2, dtype=torch.float64) / hd)
+            ang = torch.arange(s, dtype=torch.float64)[:, None] * inv[None, :]
+            cos, sin = torch.cos(ang).to(t.dtype), torch.sin(ang).to(t.dtype)
+            t0, t1 = t[..., 0::2], t[..., 1::2]
+            return torch.stack((t0 * cos - t1 * sin, t0 * sin + t1 * cos), dim=-1).flatten(-2)
+
+        def forward(self, x):                                    # (B, 1, S, D)
+            b, _, s, d = x.shape
+            hd = d // self.heads
+            q, k, v = nn.functional.linear(x[:, 0], self.in_proj_weight, self.in_proj_bias).split(d, dim=-1)
+            q, k, v = (t.reshape(b, s, self.heads, hd).transpose(1, 2) for t in (q, k, v))
+            if self.rope:
+                q, k = self._rope(q), self._rope(k)
+            p = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(hd), dim=-1)
+            return self.out_proj((p @ v).transpose(1, 2).reshape(b, s, d))[:, None]
+
+    return PosEmbed, SeqPool, DropPath, MHSA
+
+
 def to_torch(net: Network, module=None):
     """A torch module computing the same function with the same weights.
 
@@ -233,6 +293,7 @@ def to_torch(net: Network, module=None):
         return module
 
     layers = net.layers
+    PosEmbed, SeqPool, DropPath, MHSA = _sequence_modules(nn, torch)
 
     class TorchNetwork(nn.Module):
         def __init__(self):
@@ -255,7 +316,23 @@ def to_torch(net: Network, module=None):
                 elif l.kind == "elu":
                     mod = nn.ELU(o["alpha"])
                 elif l.kind == "gelu":
-                    mod = nn.GELU(approximate="tanh")
+                    mod = nn.GELU(approximate=o.get("approximate", "none"))
+                elif l.kind == "layernorm":
+                    mod = nn.LayerNorm(l.shape[2], o["eps"], o["affine"])
+                elif l.kind == "softmax":
+                    mod = nn.Softmax(dim=-1)
+                elif l.kind == "token_linear":
+                    mod = nn.Linear(o["in_features"], o["out_features"], o["bias"])
+                elif l.kind == "pos_embed":
+                    mod = PosEmbed(l.params["weight"].shape)
+                elif l.kind == "seq_pool":
+                    mod = SeqPool(l.shape[2])
+                elif l.kind == "drop_path":
+                    mod = DropPath(o["p"])
+                elif l.kind == "mhsa":
+                    mod = MHSA(o["embed_dim"], o["num_heads"], o["qkv_bias"], o["out_bias"], o["rope"])
+                elif l.kind in ("tokens", "token_mean"):
+                    mod = None
                 elif l.kind == "avgpool2d":
                     mod = nn.AvgPool2d(o["kernel"], o["stride"], o["padding"])
                 elif l.kind == "maxpool2d":
@@ -281,6 +358,10 @@ def to_torch(net: Network, module=None):
             for key, kind, ins in self._plan:
                 if kind == "add":
                     vals.append(vals[ins[0]] + vals[ins[1]])
+                elif kind == "tokens":                          # (B, C, H, W) -> (B, 1, H*W, C)
+                    vals.append(vals[ins[0]].flatten(2).transpose(1, 2)[:, None])
+                elif kind == "token_mean":
+                    vals.append(vals[ins[0]].mean(dim=2, keepdim=True))
                 elif kind == "linear":
                     vals.append(getattr(self, key)(vals[ins[0]].flatten(1)))
                 else:
@@ -289,8 +370,9 @@ def to_torch(net: Network, module=None):
 
     tm = TorchNetwork()
     renamed = {}
-    for k, v in state.items():
-        layer, _, pname = k.rpartition(".")
-        renamed[f"{layer.replace('.', '_')}.{pname}"] = v
+    for l in layers[1:]:
+        for pname in l.param_names:
+            if pname in l.params:
+                renamed[f"{l.name.replace('.', '_')}.{pname}"] = state[f"{l.name}.{pname}"]
     tm.load_state_dict(renamed, strict=True)
     return tm

@@ -36,6 +36,9 @@ bt_status bt_elu_backward_f32(float *d_in, const float *d_out, const float *out,
 bt_status bt_gelu_forward_f32(float *out, const float *in, int count);
 /* Uses the forward INPUT. */
 bt_status bt_gelu_backward_f32(float *d_in, const float *d_out, const float *in, int count);
+/* GELU, exact form x Phi(x) (the runtime's own erf), and its derivative. */
+bt_status bt_gelu_erf_forward_f32(float *out, const float *in, int count);
+bt_status bt_gelu_erf_backward_f32(float *d_in, const float *d_out, const float *in, int count);
 
 /* Softmax over the last axis: in/out [rows, cols]. */
 bt_status bt_softmax_forward_f32(float *out, const float *in, int rows, int cols);

@@ -18,6 +18,8 @@ extern "C" {
 float bt_expf(float x);
 float bt_logf(float x);
 float bt_tanhf(float x);
+/* erf: absolute error below 2e-7 (Taylor series near 0, a Chebyshev fit of erfc beyond). */
+float bt_erff(float x);
 /* sin(pi x) and cos(pi x), both at once (rotary position embeddings). The
  * argument is reduced modulo 2 exactly (no pi in it), so any finite x works:
  * within 2^-23 absolute of the exact values. NaN and infinities give NaN. */

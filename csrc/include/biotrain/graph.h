@@ -62,7 +62,8 @@ typedef union {
     bt_pool_opts pool;
     bt_mhsa_opts mhsa;
     float alpha;       /* elu */
-    float p;           /* dropout */
+    float p;           /* dropout, drop_path */
+    int exact;         /* gelu: 1 the erf form, 0 the tanh form */
 } bt_node_opts;
 
 typedef struct bt_node {

@@ -1,5 +1,6 @@
 /* Every kernel of the runtime, one header per op family (conv.h, linear.h,
- * norm.h, activation.h, pool.h, elementwise.h, dropout.h, loss.h, attention.h), each with
+ * norm.h, activation.h, pool.h, elementwise.h, dropout.h, loss.h, sequence.h,
+ * attention.h), each with
  * its float32 and fixed-point prototypes side by side.
  *
  * Conventions (every kernel in this header):
@@ -37,6 +38,7 @@
 #include "biotrain/elementwise.h"
 #include "biotrain/dropout.h"
 #include "biotrain/loss.h"
+#include "biotrain/sequence.h"
 #include "biotrain/attention.h"
 
 #endif

@@ -56,6 +56,14 @@ extern "C" {
     X(ADD, add)                       \
     X(FLATTEN, flatten)               \
     X(DROPOUT, dropout)               \
+    X(LAYERNORM, layernorm)           \
+    X(SOFTMAX, softmax)               \
+    X(TOKEN_LINEAR, token_linear)     \
+    X(TOKENS, tokens)                 \
+    X(POS_EMBED, pos_embed)           \
+    X(TOKEN_MEAN, token_mean)         \
+    X(SEQ_POOL, seq_pool)             \
+    X(DROP_PATH, drop_path)           \
     X(MHSA, mhsa)
 
 typedef enum {
