@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "biotrain/bt_math.h"
+#include "bt_test.h"
 
 static uint64_t state = 0x853c49e6748fea9bULL;
 static uint32_t next_u32(void)
@@ -25,17 +26,14 @@ static float rand_float(int lo, int hi)
     return bits_to_f((next_u32() & 0x807fffffu) | (e << 23));
 }
 
-static long failures = 0, checked = 0;
 static void check(float a, float b, float c)
 {
     const float want = fmaf(a, b, c), got = bt_fmaf_soft(a, b, c);
-    ++checked;
-    if (f_to_bits(want) != f_to_bits(got) && !(want != want && got != got)) {
-        if (failures < 10)
-            printf("fmaf(%a, %a, %a): libm %a, bt_fmaf_soft %a\n", (double)a, (double)b, (double)c,
-                   (double)want, (double)got);
-        ++failures;
-    }
+    const int same = f_to_bits(want) == f_to_bits(got) || (want != want && got != got);
+    if (!bt_test_check(same, __FILE__, __LINE__, "bt_fmaf_soft(a, b, c) has the bits of fmaf(a, b, c)") &&
+        bt_test_counts()->failures <= 10)
+        printf("     fmaf(%a, %a, %a): libm %a, bt_fmaf_soft %a\n", (double)a, (double)b, (double)c, (double)want,
+               (double)got);
 }
 
 int main(void)
@@ -84,6 +82,7 @@ int main(void)
     check(bits_to_f(0x7f800000u), 1.0f, bits_to_f(0xff800000u));
     check(bits_to_f(0x7fc00000u), 1.0f, 1.0f);
     check(bits_to_f(0x7f800000u), 2.0f, 1.0f);
-    printf("bt_fmaf_soft: %ld operand triples, %ld differ from fmaf\n", checked, failures);
-    return failures == 0 ? 0 : 1;
+    printf("bt_fmaf_soft: %ld operand triples, %ld differ from fmaf\n", bt_test_counts()->checks,
+           bt_test_counts()->failures);
+    return bt_test_report("test_fmaf");
 }

@@ -3,35 +3,13 @@
  * bad sizes, groups, padding, corrupt argmax), "nothing written on error",
  * weight-gradient accumulation and its micro-batch bit-exactness.
  * Buffers are heap blocks of the exact size so that a sanitizer catches any
- * access outside them. Exit status: the number of failed checks (0 = pass). */
+ * access outside them. Exit status 0 when every check passes, 1 otherwise. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "biotrain/kernels.h"
-
-static int failures = 0;
-static int checks = 0;
-
-#define CHECK(cond)                                                     \
-    do {                                                                \
-        ++checks;                                                       \
-        if (!(cond)) {                                                  \
-            ++failures;                                                 \
-            printf("FAIL %s:%d: %s\n", __FILE__, __LINE__, #cond);       \
-        }                                                               \
-    } while (0)
-
-#define CHECK_STATUS(expr, want)                                                  \
-    do {                                                                          \
-        bt_status got_ = (expr);                                                  \
-        ++checks;                                                                 \
-        if (got_ != (want)) {                                                     \
-            ++failures;                                                           \
-            printf("FAIL %s:%d: %s gave %d (%s), want %d\n", __FILE__, __LINE__, #expr, \
-                   (int)got_, bt_status_str(got_), (int)(want));                  \
-        }                                                                         \
-    } while (0)
+#include "bt_test.h"
 
 /* ------------------------------------------------------------- helpers */
 static unsigned long long lcg_state = 12345u;
@@ -69,19 +47,6 @@ static double *dzeros(size_t n)
     return p;
 }
 
-/* max |a - b| / max |b| */
-static double rel_err(const float *a, const double *b, size_t n)
-{
-    double num = 0.0, den = 0.0;
-    size_t i;
-    for (i = 0; i < n; ++i) {
-        double d = fabs((double)a[i] - b[i]);
-        if (d > num) num = d;
-        if (fabs(b[i]) > den) den = fabs(b[i]);
-    }
-    return den > 0.0 ? num / den : num;
-}
-
 static int all_equal_to(const float *p, size_t n, float v)
 {
     size_t i;
@@ -97,7 +62,6 @@ static void fill(float *p, size_t n, float v)
 }
 
 #define SENTINEL 12345.0f
-#define TOL 1e-5
 
 /* --------------------------------------------------------------- conv2d */
 static int conv_ho(const bt_conv2d_shape *s)
@@ -183,9 +147,9 @@ static void conv_case(const bt_conv2d_shape *s, int with_bias)
     conv_ref(s, x, w, b, dy, ry, rdx, rdw, rdb);
 
     CHECK_STATUS(bt_conv2d_forward_f32(y, x, w, b, s), BT_OK);
-    CHECK(rel_err(y, ry, ny) <= TOL);
+    CHECK_CLOSE(y, ry, ny);
     CHECK_STATUS(bt_conv2d_backward_input_f32(dx, dy, w, s), BT_OK);
-    CHECK(rel_err(dx, rdx, nx) <= TOL);
+    CHECK_CLOSE(dx, rdx, nx);
 
     /* Accumulation: dw starts from dw0, db from 0.5. */
     memcpy(dw, dw0, nw * sizeof(float));
@@ -193,8 +157,8 @@ static void conv_case(const bt_conv2d_shape *s, int with_bias)
     CHECK_STATUS(bt_conv2d_backward_weight_f32(dw, db, dy, x, s), BT_OK);
     for (i = 0; i < (int)nw; ++i) rdw[i] += dw0[i];
     for (i = 0; i < s->c_out; ++i) rdb[i] += 0.5;
-    CHECK(rel_err(dw, rdw, nw) <= TOL);
-    CHECK(rel_err(db, rdb, (size_t)s->c_out) <= TOL);
+    CHECK_CLOSE(dw, rdw, nw);
+    CHECK_CLOSE(db, rdb, (size_t)s->c_out);
 
     /* One call per sample gives the same bits as one call over the batch. */
     memcpy(dw_mb, dw0, nw * sizeof(float));
@@ -362,14 +326,14 @@ static void linear_case(int n, int in_f, int out_f, int with_bias)
     for (i = 0; i < out_f * in_f; ++i) rdw[i] += dw0[i];
     for (o = 0; o < out_f; ++o) rdb[o] += 0.25;
     CHECK_STATUS(bt_linear_forward_f32(y, x, w, b, n, in_f, out_f), BT_OK);
-    CHECK(rel_err(y, ry, (size_t)n * out_f) <= TOL);
+    CHECK_CLOSE(y, ry, (size_t)n * out_f);
     CHECK_STATUS(bt_linear_backward_input_f32(dx, dy, w, n, in_f, out_f), BT_OK);
-    CHECK(rel_err(dx, rdx, (size_t)n * in_f) <= TOL);
+    CHECK_CLOSE(dx, rdx, (size_t)n * in_f);
     memcpy(dw, dw0, sizeof(float) * out_f * in_f);
     fill(db, (size_t)out_f, 0.25f);
     CHECK_STATUS(bt_linear_backward_weight_f32(dw, db, dy, x, n, in_f, out_f), BT_OK);
-    CHECK(rel_err(dw, rdw, (size_t)out_f * in_f) <= TOL);
-    CHECK(rel_err(db, rdb, (size_t)out_f) <= TOL);
+    CHECK_CLOSE(dw, rdw, (size_t)out_f * in_f);
+    CHECK_CLOSE(db, rdb, (size_t)out_f);
     memcpy(dw_mb, dw0, sizeof(float) * out_f * in_f);
     fill(db_mb, (size_t)out_f, 0.25f);
     for (i = 0; i < n; ++i)
@@ -485,20 +449,20 @@ static void pool_case(const bt_pool2d_shape *s)
     CHECK_STATUS(bt_pool2d_check(s, &h_out, &w_out), BT_OK);
     CHECK(h_out == ho && w_out == wo);
     CHECK_STATUS(bt_avgpool2d_forward_f32(y, x, s), BT_OK);
-    CHECK(rel_err(y, ry, ny) <= TOL);
+    CHECK_CLOSE(y, ry, ny);
     CHECK_STATUS(bt_avgpool2d_backward_f32(dx, dy, s), BT_OK);
-    CHECK(rel_err(dx, rdx, nx) <= TOL);
+    CHECK_CLOSE(dx, rdx, nx);
     CHECK_STATUS(bt_maxpool2d_forward_f32(y, arg, x, s), BT_OK);
-    CHECK(rel_err(y, rmy, ny) == 0.0);
+    CHECK(bt_test_rel_err(y, rmy, ny) == 0.0);
     for (p = 0; p < ny; ++p) {
         const size_t plane = p / ((size_t)ho * wo);
         arg_ok &= x[plane * s->h_in * s->w_in + (size_t)arg[p]] == y[p];
     }
     CHECK(arg_ok);
     CHECK_STATUS(bt_maxpool2d_forward_f32(y, NULL, x, s), BT_OK);
-    CHECK(rel_err(y, rmy, ny) == 0.0);
+    CHECK(bt_test_rel_err(y, rmy, ny) == 0.0);
     CHECK_STATUS(bt_maxpool2d_backward_f32(dx, dy, arg, s), BT_OK);
-    CHECK(rel_err(dx, rmdx, nx) <= TOL);
+    CHECK_CLOSE(dx, rmdx, nx);
     CHECK_STATUS(bt_maxpool2d_backward_recompute_f32(dx2, dy, x, s), BT_OK);
     CHECK(memcmp(dx, dx2, nx * sizeof(float)) == 0);
     free(x); free(dy); free(y); free(dx); free(dx2); free(arg); free(ry); free(rdx); free(rmy);
@@ -638,6 +602,5 @@ int main(void)
     test_linear();
     test_pool_values();
     test_pool_status();
-    printf("test_kernels_conv_linear_pool: %d checks, %d failures\n", checks, failures);
-    return failures != 0;
+    return bt_test_report("test_kernels_conv_linear_pool");
 }

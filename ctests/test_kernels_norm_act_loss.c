@@ -11,26 +11,7 @@
 #include "biotrain/kernels.h"
 #include "biotrain/bt_math.h"
 #include "biotrain/rng.h"
-
-static int failures = 0;
-
-#define CHECK(cond)                                                          \
-    do {                                                                     \
-        if (!(cond)) {                                                       \
-            ++failures;                                                      \
-            printf("FAIL %s:%d: %s\n", __FILE__, __LINE__, #cond);           \
-        }                                                                    \
-    } while (0)
-
-#define CHECK_STATUS(expr, want)                                             \
-    do {                                                                     \
-        bt_status got_ = (expr);                                             \
-        if (got_ != (want)) {                                                \
-            ++failures;                                                      \
-            printf("FAIL %s:%d: %s gave %d (%s), want %d\n", __FILE__,       \
-                   __LINE__, #expr, (int)got_, bt_status_str(got_), (int)(want)); \
-        }                                                                    \
-    } while (0)
+#include "bt_test.h"
 
 static float from_bits(uint32_t u)
 {
@@ -69,21 +50,6 @@ static int same_bits(const float *a, const float *b, int count)
 {
     return memcmp(a, b, (size_t)count * sizeof(float)) == 0;
 }
-
-/* max |got - ref| / max |ref| (absolute when ref is all zero). */
-static double rel_err(const float *got, const double *ref, int count)
-{
-    double diff = 0.0, scale = 0.0;
-    int i;
-    for (i = 0; i < count; ++i) {
-        double d = fabs((double)got[i] - ref[i]);
-        if (d > diff || d != d) diff = d;
-        if (fabs(ref[i]) > scale) scale = fabs(ref[i]);
-    }
-    return scale > 0.0 ? diff / scale : diff;
-}
-#define TOL 1e-5
-#define CHECK_CLOSE(got, ref, count) CHECK(rel_err((got), (ref), (count)) <= TOL)
 
 /* ------------------------------------------------------------- groupnorm */
 
@@ -581,7 +547,7 @@ static void test_loss(void)
     }
     rloss /= N;
     CHECK_STATUS(bt_cross_entropy_forward_f32(&loss, probs, logits, labels, N, K), BT_OK);
-    CHECK(fabs(loss - rloss) <= TOL * fabs(rloss));
+    CHECK(fabs(loss - rloss) <= BT_TEST_TOL * fabs(rloss));
     CHECK_CLOSE(probs, rp, N * K);
     CHECK_STATUS(bt_cross_entropy_backward_f32(d, probs, labels, d_loss, N, K), BT_OK);
     CHECK_CLOSE(d, rd, N * K);
@@ -590,7 +556,7 @@ static void test_loss(void)
         int32_t lab0 = 0;
         const double exact = log(1.0 + 2.0 * exp(-20.0));
         CHECK_STATUS(bt_cross_entropy_forward_f32(&l1, p1, one, &lab0, 1, 3), BT_OK);
-        CHECK(fabs(l1 - exact) <= TOL * exact);
+        CHECK(fabs(l1 - exact) <= BT_TEST_TOL * exact);
     }
     /* in place: probs == logits, d_logits == probs */
     memcpy(buf, logits, sizeof buf);
@@ -628,7 +594,7 @@ static void test_loss(void)
             rdp[i] = 3.0 * 2.0 * ((double)p[i] - t[i]) / 7.0;
         }
         CHECK_STATUS(bt_mse_forward_f32(&ml, p, t, 7), BT_OK);
-        CHECK(fabs(ml - s / 7.0) <= TOL * (s / 7.0));
+        CHECK(fabs(ml - s / 7.0) <= BT_TEST_TOL * (s / 7.0));
         CHECK_STATUS(bt_mse_backward_f32(dp, p, t, 3.0f, 7), BT_OK);
         CHECK_CLOSE(dp, rdp, 7);
         memcpy(pb, p, sizeof pb);
@@ -669,10 +635,5 @@ int main(void)
     test_dropout();
     test_loss();
     test_math();
-    if (failures) {
-        printf("test_kernels_norm_act_loss: %d check(s) failed\n", failures);
-        return 1;
-    }
-    printf("test_kernels_norm_act_loss: all checks passed\n");
-    return 0;
+    return bt_test_report("test_kernels_norm_act_loss");
 }

@@ -432,3 +432,22 @@ def test_cli_export_and_run_firmware(cross_tools, tmp_path):
     rec = json.loads(js.read_text())
     assert rec["identical"] is True and len(rec["checksums"]) == 3
     assert rec["checksums"] == rec["host_checksums"]
+
+
+def test_emg_transformer_trains_bit_identically_on_the_mcu(cross_tools, tmp_path, record_property):
+    """The EMG transformer (patches, LayerNorm, attention with RoPE, exact GELU,
+    token mean) trains on rv32imfc with the host's bits after every step, and
+    its whole image fits GAP9's L2."""
+    net = brt.models.emg_transformer(seed=0)
+    tr = brt.Trainer(net, optimizer=brt.SGD(lr=0.01, momentum=0.9), batch_size=1)
+    ex = brt.export.firmware(tr, tmp_path / "emgt", samples=_samples(net, 3, 2), steps=3, target="rv32imfc")
+    res = fw.build_and_run(ex.out_dir, timeout=RUN_TIMEOUT)
+    host = fw.host_run(ex.out_dir)
+    assert (res.init_checksum, res.init_state) == (host.init_checksum, host.init_state)
+    assert res.loss_bits == host.loss_bits and res.checksums == host.checksums and res.states == host.states
+    assert (res.test_correct, res.logits_checksum) == (host.test_correct, host.logits_checksum)
+    assert len(set(res.checksums)) == 3
+    assert res.arena_bytes == tr.plan.peak_bytes and res.size["total"] <= L2_BYTES
+    record_property("emg_transformer_instr_per_sample", res.instructions_per_sample)
+    print(f"\nemg_transformer on rv32imfc: {res.instructions_per_sample:,.0f} instructions per training sample, "
+          f"arena {res.arena_bytes:,} B, image {res.size['total']:,} B")

@@ -70,12 +70,16 @@ static void rope(float *qkv, const bt_mhsa_shape *sh, int inverse)
                     for (h = 0; h < sh->heads; ++h) {
                         float *p = tok + part * D + h * hd + 2 * i;
                         const float a = p[0], b = p[1];
+                        /* One product, then a fused multiply-add: written as a*c - b*d the
+                         * vectoriser may turn the pair into a complex multiply with fused
+                         * instructions (x86 vfmaddsub) whatever -ffp-contract says, which
+                         * would round differently from the MCU. */
                         if (!inverse) {
-                            p[0] = a * cs - b * sn;
-                            p[1] = a * sn + b * cs;
+                            p[0] = bt_fmaf(a, cs, -(b * sn));
+                            p[1] = bt_fmaf(a, sn, b * cs);
                         } else {
-                            p[0] = a * cs + b * sn;
-                            p[1] = b * cs - a * sn;
+                            p[0] = bt_fmaf(a, cs, b * sn);
+                            p[1] = bt_fmaf(b, cs, -(a * sn));
                         }
                     }
             }
