@@ -32,6 +32,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -43,6 +44,7 @@ from . import models
 from .data import Dataset, load_npz, load_uci_emg, log_energy
 from .meta import MetaConfig, meta_train
 from .optim import SGD, Adam
+from . import _core
 from .train import Trainer
 
 
@@ -399,6 +401,13 @@ def calibrate(data: Optional[str] = None, cfg: Optional[CalibrationConfig] = Non
     net = make_model(cfg, ds, seed=cfg.seed)
     check_dataset(ds, net.input_shape[1])
     strategies = list(cfg.strategies)
+    fixed_ops = {o["name"] for o in _core.op_table() if "fixed" in o["formats"]}
+    float_only = sorted({l.kind for l in net.layers[1:]} - fixed_ops)
+    if "full-fixed" in strategies and float_only:
+        # the model has layers without fixed-point kernels: that strategy cannot run, say so once
+        strategies.remove("full-fixed")
+        print(f"calibrate: strategy full-fixed skipped: model '{cfg.model}' has layers without fixed-point "
+              f"kernels ({', '.join(float_only)})", file=sys.stderr)
     both = [int(s) for s in np.unique(ds.subject)
             if set(np.unique(ds.session[ds.subject == s]).tolist()) >= {1, 2}]
     if subjects:

@@ -206,12 +206,13 @@ def cct2(classes: int = 10, image: int = 32, channels: int = 3, embed: int = 128
     return net.finish()
 
 
-def emg_transformer(channels: int = 8, samples: int = 200, classes: int = 6, patch: int = 20, embed: int = 32,
+def emg_transformer(channels: int = 8, samples: int = 200, classes: int = 6, patch: int | None = None, embed: int = 32,
                     heads: int = 4, blocks: int = 2, mlp: int = 64, seed: int = 0) -> Network:
     """A tiny EMG transformer in TinyMyo's style, sized for the MCU: input
     1 x channels x samples (raw UCI EMG windows, 8 x 200 at 1 kHz).
 
-    Channel-independent patches: a conv 1 x patch with stride patch (one
+    Channel-independent patches (by default a tenth of the window: 20 samples
+    at 1 kHz, 4 of the 200 Hz stream): a conv 1 x patch with stride patch (one
     linear map of each channel's 20-sample patch to ``embed`` features, the
     same for every channel) gives channels x samples/patch = 80 tokens; pre-LN
     encoder blocks ``x += attn(LN(x)); x += MLP(LN(x))`` with rotary position
@@ -219,6 +220,7 @@ def emg_transformer(channels: int = 8, samples: int = 200, classes: int = 6, pat
     GELU; a final LayerNorm; the mean over tokens; a linear head. At the
     defaults: 17,990 parameters.
     """
+    patch = max(1, samples // 10) if patch is None else int(patch)   # 10 patches per channel: 20 at 1 kHz
     if samples % patch:
         raise ValueError(f"emg_transformer: samples={samples} is not a multiple of the patch length {patch}")
     net = Network((1, channels, samples), name="emg_transformer", seed=seed)
