@@ -256,9 +256,9 @@ class _Importer:
                 self.done.add(id(n))
         data_inputs = [i for i in g.input if i.name not in self.const and
                        any(i.name in n.input for n in nodes)]
-        if len(data_inputs) != 1:
-            raise ValueError(f"from_onnx: the graph needs exactly one data input, found "
-                             f"{[i.name for i in data_inputs]} (the others must be initializers or weights=)")
+        if not data_inputs:
+            raise ValueError("from_onnx: the graph has no data input")
+        # the first is the data; any other input without a value is refused by the node reading it
         inp = data_inputs[0]
         dims = [d.dim_value if d.HasField("dim_value") else None for d in inp.type.tensor_type.shape.dim]
         self.static_batch = dims[0] if dims else None
