@@ -202,6 +202,30 @@ class Network:
         return core_graph(self.input_shape, [(l.kind, l.inputs, l.core_opts(), l.name) for l in self.layers[1:]],
                           trainable)
 
+    # ------------------------------------------------------------ copies
+    def __getstate__(self):
+        """Pickling (copies, processes, clusters): the layers and parameters; the C graph is rebuilt."""
+        if self._live is not None:
+            self._live._pull_params()
+        state = {k: v for k, v in self.__dict__.items() if k not in ("_graph", "_live")}
+        state["layers"] = [Layer(l.kind, l.name, list(l.inputs), dict(l.opts), tuple(l.shape),
+                                 {k: v.copy() for k, v in l.params.items()}) for l in self.layers]
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._live = None
+        self._graph = _core.Graph(*self.input_shape)
+        for l in self.layers[1:]:
+            self._graph.add(l.kind, list(l.inputs), l.core_opts(), l.name[:31])
+        if self._finished:
+            self._graph.finish()
+
+    def copy(self) -> "Network":
+        """An independent copy (layers, parameters, the initialiser's generator)."""
+        import copy
+        return copy.deepcopy(self)
+
     # ------------------------------------------------------------ state
     def state_dict(self) -> Dict[str, np.ndarray]:
         """Parameters as NumPy arrays (copies) under PyTorch's names."""
