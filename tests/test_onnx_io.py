@@ -55,7 +55,7 @@ def every_kind_net(seed=0):
     net = brt.Network((2, 6, 12), name="every_kind", seed=seed)
     x = net.conv2d(0, 8, (3, 3), padding=1, bias=True, name="c1")
     x = net.groupnorm(x, 4, name="gn_groups")
-    a = net.gelu(x, name="act")
+    a = net.gelu(x, approximate="tanh", name="act")
     y = net.conv2d(a, 8, (1, 3), padding=(0, 1), groups=2, name="c2")
     y = net.groupnorm(y, 8, name="gn_instance")
     x = net.add(a, y, name="res")
@@ -69,14 +69,70 @@ def every_kind_net(seed=0):
     x = net.batchnorm(x, momentum=0.2, name="bn_flat")
     x = net.groupnorm(x, 1, name="ln_flat")
     x = net.relu(x, name="relu")
+    x = net.gelu(x, name="gelu_exact")
     x = net.global_avgpool(x, name="gap")        # on flat features: ONNX needs them as a map again
     x = net.flatten(x, name="flat")
     return net, net.linear(x, 4, name="out")
 
 
+def every_token_kind_net(seed=0):
+    """One network holding every token-sequence kind: attention with and without RoPE and biases,
+    LayerNorm with and without affine, both poolings."""
+    net = brt.Network((2, 4, 12), name="every_token_kind", seed=seed)
+    x = net.conv2d(0, 8, (1, 3), stride=(1, 3), bias=True, name="patch")      # (8, 4, 4)
+    x = net.tokens(x, name="tok")                                            # (1, 16, 8)
+    x = net.pos_embed(x, name="pos")
+    h = net.layernorm(x, name="ln1")
+    h = net.mhsa(h, 2, rope=True, name="attn_rope")
+    x = net.add(x, net.drop_path(h, 0.2, name="dp"), name="res1")
+    h = net.layernorm(x, elementwise_affine=False, name="ln2")
+    h = net.mhsa(h, 4, qkv_bias=False, out_bias=True, name="attn_plain")
+    h = net.token_linear(h, 12, name="fc1")
+    h = net.gelu(h, name="gelu")
+    h = net.token_linear(h, 8, bias=False, name="fc2")
+    x = net.add(x, h, name="res2")
+    a = net.seq_pool(x, name="seqpool")
+    b = net.token_mean(net.softmax(x, name="sm"), name="mean")
+    x = net.add(a, b, name="pools")
+    return net, net.linear(x, 3, name="head")
+
+
 def test_every_layer_kind_exports():
-    net, _ = every_kind_net()
-    assert {l.kind for l in net.layers[1:]} == set(brt.layers.SPECS)
+    kinds = {l.kind for net in (every_kind_net()[0], every_token_kind_net()[0]) for l in net.layers[1:]}
+    assert kinds == set(brt.layers.SPECS)
+
+
+@pytest.mark.parametrize("opset", [17, 20])
+def test_token_models_export_and_match_onnxruntime(opset, rng):
+    """Transformers (every token kind, CCT-2, the EMG transformer with RoPE, one trained in the
+    runtime) against onnxruntime; from_onnx does not read token sequences yet and says so."""
+    trained = brt.models.emg_transformer(seed=3)
+    tr = brt.Trainer(trained, optimizer=brt.Adam(lr=1e-3), batch_size=2)
+    for _ in range(2):
+        tr.step(rng.normal(size=(2, *trained.input_shape)).astype(np.float32), rng.integers(0, 6, 2))
+    tr.release()
+    worst = 0.0
+    for net in (perturb(every_token_kind_net()[0], rng), brt.models.cct2(seed=1), trained):
+        model = brt.to_onnx(net, opset=opset)
+        ops = {n.op_type for n in model.graph.node}
+        assert ("Gelu" in ops) == (opset >= 20) and ("Erf" in ops) == (opset < 20)
+        assert "LayerNormalization" in ops and "Softmax" in ops
+        x = rng.normal(size=(3, *net.input_shape)).astype(np.float32)
+        ref = run_ort(model, x)
+        got = logits(net, x)
+        np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5 * np.abs(ref).max())
+        worst = max(worst, rel_err(got, ref))
+        names = {i.name for i in model.graph.initializer}
+        assert set(net.state_dict()) <= names
+        with pytest.raises(ValueError, match=r"node '.*'.*(token sequence|attention).*not read"):
+            brt.from_onnx(model)
+    print(f"opset {opset}: worst |runtime - onnxruntime| / max|logit| = {worst:.2e}")
+
+
+def test_layernorm_needs_opset_17():
+    net, _ = every_token_kind_net()
+    with pytest.raises(ValueError, match=r"layer 'ln1'.*opset 17"):
+        brt.to_onnx(net, opset=16)
 
 
 @pytest.mark.parametrize("opset", [17, 20])
@@ -99,7 +155,8 @@ def test_to_onnx_matches_onnxruntime_and_round_trips(opset, tmp_path):
         assert model.opset_import[0].version == opset
         ops = {n.op_type for n in model.graph.node}
         if net.name == "every_kind":
-            assert ("Gelu" in ops) == (opset >= 20) and ("Tanh" in ops) == (opset < 20)
+            assert ("Gelu" in ops) == (opset >= 20)
+            assert ("Tanh" in ops) == ("Erf" in ops) == (opset < 20)
         x = rng.normal(size=(5, *net.input_shape)).astype(np.float32)
         ref = run_ort(model, x)
         got = logits(net, x)
@@ -219,18 +276,25 @@ def test_torch_onnx_export_imports(dynamic):
                              "avgpool2d", "flatten", "batchnorm", "linear", "groupnorm", "gelu", "linear"]
 
 
-def test_exact_gelu_is_refused_unless_asked():
+@pytest.mark.parametrize("approximate", ["none", "tanh"])
+@pytest.mark.parametrize("opset", [17, 20])
+def test_torch_gelu_imports_as_itself(approximate, opset):
+    """torch writes the exact GELU as an Erf pattern (the Gelu op from opset 20) and the tanh one as
+    a Tanh pattern: each comes in as the runtime's GELU of the same form."""
     import torch
     import torch.nn as nn
-    m = _torch_setup(nn.Sequential(nn.Linear(6, 8), nn.GELU(), nn.Linear(8, 3)))
+    m = _torch_setup(nn.Sequential(nn.Linear(6, 8), nn.GELU(approximate=approximate), nn.Linear(8, 3)))
     x = torch.randn(4, 6) * 3
-    model = _export(m, x)
-    with pytest.raises(ValueError, match=r"node '/1/.*opset 17.*exact GELU.*exact_gelu='tanh'"):
-        brt.from_onnx(model)
-    net = brt.from_onnx(model, exact_gelu="tanh")
+    model = _export(m, x, opset=opset)
+    net = brt.from_onnx(model)
     assert [l.kind for l in net.layers[1:]] == ["linear", "gelu", "linear"]
+    assert net.layers[2].opts["approximate"] == approximate
     ref = run_ort(model, x.numpy())
-    assert np.max(np.abs(logits(net, x.numpy()) - ref)) < 5e-4 * np.abs(m[2].weight.detach().numpy()).sum(1).max()
+    with torch.no_grad():
+        ref_torch = m(x).numpy()
+    got = logits(net, x.numpy())
+    np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5 * np.abs(ref).max())
+    np.testing.assert_allclose(got, ref_torch, rtol=1e-5, atol=1e-5 * np.abs(ref_torch).max())
 
 
 def _model(nodes, inputs, outputs, inits, opset=17, check=True):

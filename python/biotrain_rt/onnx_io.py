@@ -14,8 +14,7 @@ weights:
   InstanceNormalization, GroupNormalization and torch's GroupNorm pattern
   (Reshape, InstanceNormalization, Reshape, Mul, Add), LayerNormalization
   over every feature of a sample, Relu, Elu, Gelu and the elementwise GELU
-  patterns (tanh form; the Erf form only with ``exact_gelu="tanh"``, since
-  the runtime computes the tanh form), AveragePool, MaxPool,
+  patterns (the exact Erf form and the tanh form, each as itself), AveragePool, MaxPool,
   GlobalAveragePool, Flatten, Reshape, Squeeze, Unsqueeze, Transpose (of
   unit axes), Identity, Add of two activations, Dropout, and a trailing
   Softmax or LogSoftmax (dropped: the runtime's output is the logits its
@@ -24,9 +23,10 @@ weights:
   Gather, Unsqueeze, Concat, Slice, Cast) is evaluated;
 * anything else is refused with the node's name, op type and opset.
 
-Concat of activations and attention (a MatMul of two activations, or a
-per-token projection of a [N, T, D] tensor) have no op in the C core and are
-refused with that reason.
+Concat of activations has no op in the C core and is refused with that
+reason. Token sequences ([N, T, D] tensors: attention, per-token
+projections, LayerNorm over tokens) are written by ``to_onnx`` but not yet
+read back: ``from_onnx`` refuses them naming the node.
 
 The forward part of an onnxruntime-training artifact (``training_model.onnx``
 or ``eval_model.onnx``, the graph TrainDeeploy imports) is taken too: the
@@ -40,7 +40,8 @@ values as ``weights={name: array}`` (e.g. from onnxruntime-training's
 are missing.
 
 ``to_onnx`` writes an inference model (opset 17 by default; GELU as the
-elementwise tanh pattern below opset 20 and the Gelu op from 20) whose
+elementwise Erf or tanh pattern below opset 20 and the Gelu op from 20;
+every layer kind, the transformer ones included) whose
 initializers carry the ``state_dict`` names, so that ``from_onnx`` gives back
 the same layers, names and weights.
 """
@@ -124,7 +125,7 @@ class _Refused(ValueError):
 
 
 class _Importer:
-    def __init__(self, model, input_shape, name, exact_gelu, weights):
+    def __init__(self, model, input_shape, name, weights):
         onnx = _onnx()
         from onnx import numpy_helper
         self.onnx, self.nh = onnx, numpy_helper
@@ -134,9 +135,6 @@ class _Importer:
         if self.opset < MIN_OPSET:
             raise ValueError(f"from_onnx: the model has opset {self.opset}; opset {MIN_OPSET} and later are "
                              f"supported (torch.onnx.export(..., opset_version=17))")
-        if exact_gelu not in ("refuse", "tanh"):
-            raise ValueError(f"exact_gelu must be 'refuse' or 'tanh', got {exact_gelu!r}")
-        self.exact_gelu = exact_gelu
         self.user_input_shape = tuple(int(s) for s in input_shape) if input_shape is not None else None
         self.name = name or (self.graph.name or "onnx_model")
         self.const: Dict[str, np.ndarray] = {}
@@ -473,6 +471,10 @@ class _Importer:
         full = [None] + list(s)
         moved = [p for p in perm[1:] if full[p] != 1]
         if moved != sorted(moved):
+            if len(s) == 2 and perm == [0, 2, 1]:
+                self.refuse(n, f"Transpose(perm={perm}) of per-sample shape {s}: a feature map as a token "
+                               "sequence (x.flatten(2).transpose(1, 2)); from_onnx does not read token sequences "
+                               "yet (Network.tokens builds it)")
             self.refuse(n, f"Transpose(perm={perm}) of per-sample shape {s} reorders the data; the core has "
                            "no transpose layer (only transposes of unit axes, which move no data, are taken)")
         self.view(n, [full[p] for p in perm[1:]])
@@ -578,7 +580,8 @@ class _Importer:
     def op_MatMul(self, n):
         a, b = n.input
         if a not in self.const and b not in self.const:
-            self.refuse(n, "a MatMul of two activations (attention) has no op in the C core")
+            self.refuse(n, "a MatMul of two activations (attention): from_onnx does not read attention yet "
+                           "(build the model with Network.mhsa, or from the zoo)")
         if a in self.const:
             self.refuse(n, "weights on the left of a MatMul")
         x = self.linear_input(n, a)
@@ -712,10 +715,9 @@ class _Importer:
     def op_Gelu(self, n):
         appr = self.attr(n, "approximate", b"none")
         appr = appr.decode() if isinstance(appr, bytes) else appr
-        if appr != "tanh" and self.exact_gelu != "tanh":
-            self.refuse(n, "exact GELU (approximate='none'): the runtime computes the tanh form (at most 4.7e-4 "
-                           "from the exact one); pass exact_gelu='tanh' to take it so")
-        self.unary(n, "gelu")
+        if appr not in ("none", "tanh"):
+            self.refuse(n, f"Gelu with approximate={appr!r}")
+        self.unary(n, "gelu", approximate=appr)
 
     def op_Dropout(self, n):
         ratio = self.attr(n, "ratio", None)
@@ -810,17 +812,16 @@ class _Importer:
         y = vals[outs[0]]
         last = next(m for m in order if outs[0] in m.output)
         if np.allclose(y, _gelu_tanh(probe), rtol=1e-6, atol=1e-6):
-            pass
+            approximate = "tanh"
         elif np.allclose(y, _gelu_erf(probe), rtol=1e-6, atol=1e-6):
-            if self.exact_gelu != "tanh":
-                self.refuse(last, "exact GELU (the Erf pattern): the runtime computes the tanh form (at most "
-                                  "4.7e-4 from the exact one); pass exact_gelu='tanh' to take it so")
+            approximate = "none"
         else:
             return False
         for m in order:
             self.done.add(id(m))
         s = self.in_shape(n, x)
-        i = self.add(last, "gelu", [self.src(n, x, layout=False)], self.layer_name(last), 1)
+        i = self.add(last, "gelu", [self.src(n, x, layout=False)], self.layer_name(last), 1,
+                     approximate=approximate)
         self.act[outs[0]] = (i, s)
         return True
 
@@ -847,7 +848,7 @@ class _Importer:
 
 
 def from_onnx(model, input_shape: Optional[Sequence[int]] = None, name: Optional[str] = None,
-              exact_gelu: str = "refuse", weights: Optional[Dict[str, np.ndarray]] = None) -> Network:
+              weights: Optional[Dict[str, np.ndarray]] = None) -> Network:
     """A :class:`Network` from an ONNX model (a path, bytes or an ``onnx.ModelProto``).
 
     ``input_shape`` is one sample's shape, needed when the model's input has
@@ -855,8 +856,7 @@ def from_onnx(model, input_shape: Optional[Sequence[int]] = None, name: Optional
     rather than (C, 1, T) (either way round when the graph unsqueezes it
     itself, the importer picks the layout of the first layer). ``weights``
     gives values to parameters that are graph inputs (onnxruntime-training
-    artifacts). ``exact_gelu="tanh"`` takes an exact GELU as the runtime's
-    tanh form. See the module docstring for the ops taken."""
+    artifacts). See the module docstring for the ops taken."""
     onnx = _onnx()
     if isinstance(model, (str, os.PathLike)):
         model = onnx.load(os.fspath(model))
@@ -864,10 +864,160 @@ def from_onnx(model, input_shape: Optional[Sequence[int]] = None, name: Optional
         model = onnx.load_from_string(bytes(model))
     elif not isinstance(model, onnx.ModelProto):
         raise TypeError(f"from_onnx takes a path, bytes or an onnx.ModelProto, got {type(model).__name__}")
-    return _Importer(model, input_shape, name, exact_gelu, weights).run()
+    return _Importer(model, input_shape, name, weights).run()
 
 
 # ==================================================================== export
+class _TokenGraph:
+    """What a token-sequence exporter needs: node and initializer makers."""
+
+    def __init__(self, helper, nodes, init, const, opset):
+        self.helper, self.nodes, self.init, self.const, self.opset = helper, nodes, init, const, opset
+
+    def node(self, op, ins, out, name, **kw):
+        self.nodes.append(self.helper.make_node(op, ins, [out] if isinstance(out, str) else out, name, **kw))
+        return out
+
+    def weight_t(self, name, w):
+        """MatMul's right-hand side for a [out, in] weight kept under its state_dict name."""
+        return self.node("Transpose", [self.init(name, w)], f"{name}/T", f"{name}/T", perm=[1, 0])
+
+    def linear(self, x, name, w, b, out):
+        """x @ w.T (+ b) over the last axis of a tensor of any rank."""
+        mm = f"{out}/matmul" if b is not None else out
+        y = self.node("MatMul", [x, self.weight_t(f"{name}.weight", w)], mm, mm)
+        if b is not None:
+            y = self.node("Add", [y, self.init(f"{name}.bias", b)], out, out)
+        return y
+
+    def as3(self, x, r, shape):
+        """x as [batch, S, D] from [batch, 1, S, D] (the runtime's (1, S, D))."""
+        if r == 3:
+            return x
+        return self.node("Reshape", [x, self.const(f"{x}/seq", [0, shape[1], shape[2]])], f"{x}/seq", f"{x}/seq")
+
+
+def _export_tokens(g, l, state, x, y, r, shape):
+    c, h, w = shape
+    t = g.node("Reshape", [x, g.const(f"{l.name}/flat_shape", [0, c, h * w])], f"{l.name}/flat", f"{l.name}/flatten")
+    g.node("Transpose", [t], y, l.name, perm=[0, 2, 1])
+    return 3
+
+
+def _export_layernorm(g, l, state, x, y, r, shape):
+    d = l.shape[2]
+    if l.opts["affine"]:
+        sc, b = g.init(f"{l.name}.weight", state[f"{l.name}.weight"]), g.init(f"{l.name}.bias", state[f"{l.name}.bias"])
+    else:
+        sc, b = g.init(f"{l.name}/ones", np.ones(d)), g.init(f"{l.name}/zeros", np.zeros(d))
+    g.node("LayerNormalization", [x, sc, b], y, l.name, axis=-1, epsilon=l.opts["eps"])
+    return r
+
+
+def _export_softmax(g, l, state, x, y, r, shape):
+    g.node("Softmax", [x], y, l.name, axis=-1)
+    return r
+
+
+def _export_token_linear(g, l, state, x, y, r, shape):
+    b = state[f"{l.name}.bias"] if l.opts["bias"] else None
+    g.linear(x, l.name, state[f"{l.name}.weight"], b, y)
+    return r
+
+
+def _export_pos_embed(g, l, state, x, y, r, shape):
+    g.node("Add", [x, g.init(f"{l.name}.weight", state[f"{l.name}.weight"])], y, l.name)
+    return r
+
+
+def _reduce_mean(g, x, y, name, axis):
+    if g.opset >= 18:
+        return g.node("ReduceMean", [x, g.const(f"{name}/axes", [axis])], y, name, keepdims=1)
+    return g.node("ReduceMean", [x], y, name, axes=[axis], keepdims=1)
+
+
+def _export_token_mean(g, l, state, x, y, r, shape):
+    _reduce_mean(g, x, y, l.name, -2)
+    return r
+
+
+def _export_seq_pool(g, l, state, x, y, r, shape):
+    nm = l.name
+    x = g.as3(x, r, shape)
+    s = g.linear(x, nm, state[f"{nm}.weight"], state[f"{nm}.bias"], f"{nm}/scores")     # [N, S, 1]
+    p = g.node("Softmax", [s], f"{nm}/weights", f"{nm}/softmax", axis=1)
+    pt = g.node("Transpose", [p], f"{nm}/weights_t", f"{nm}/transpose", perm=[0, 2, 1])  # [N, 1, S]
+    g.node("MatMul", [pt, x], y, nm)                                                       # [N, 1, D]
+    return 3
+
+
+def _export_drop_path(g, l, state, x, y, r, shape):
+    g.node("Identity", [x], y, l.name)
+    return r
+
+
+def _rope_tables(S, hd):
+    """cos and sin per position and feature, each pair (2i, 2i+1) sharing its angle, and the
+    matrix that maps a head's features (t0, t1) pairs to (-t1, t0)."""
+    inv = 10000.0 ** (-np.arange(0, hd, 2, dtype=np.float64) / hd)
+    ang = np.repeat(np.arange(S, dtype=np.float64)[:, None] * inv[None, :], 2, axis=1)
+    rot = np.zeros((hd, hd), np.float32)
+    for i in range(hd // 2):
+        rot[2 * i + 1, 2 * i] = -1.0
+        rot[2 * i, 2 * i + 1] = 1.0
+    return np.cos(ang).astype(np.float32), np.sin(ang).astype(np.float32), rot
+
+
+def _export_mhsa(g, l, state, x, y, r, shape):
+    """nn.MultiheadAttention's computation written out: one in-projection, heads split by
+    Reshape/Transpose, scaled scores, Softmax, the weighted values, the out-projection."""
+    o, nm = l.opts, l.name
+    S, D, H = o["tokens"], o["embed_dim"], o["num_heads"]
+    hd = D // H
+    x = g.as3(x, r, shape)
+    qkv = g.node("MatMul", [x, g.weight_t(f"{nm}.in_proj_weight", state[f"{nm}.in_proj_weight"])],
+                 f"{nm}/qkv0", f"{nm}/in_proj")
+    if o["qkv_bias"]:
+        qkv = g.node("Add", [qkv, g.init(f"{nm}.in_proj_bias", state[f"{nm}.in_proj_bias"])], f"{nm}/qkv",
+                     f"{nm}/in_proj_bias")
+    parts = g.node("Split", [qkv, g.const(f"{nm}/split_sizes", [D, D, D])], [f"{nm}/q0", f"{nm}/k0", f"{nm}/v0"],
+                   f"{nm}/split", axis=-1)
+    heads = g.const(f"{nm}/heads_shape", [0, S, H, hd])
+    qkv_h = []
+    for t in parts:
+        t4 = g.node("Reshape", [t, heads], f"{t}/h", f"{t}/reshape")
+        qkv_h.append(g.node("Transpose", [t4], f"{t}/hT", f"{t}/transpose", perm=[0, 2, 1, 3]))  # [N, H, S, hd]
+    q, k, v = qkv_h
+    if o["rope"]:
+        cos, sin, rot = _rope_tables(S, hd)
+        c, s_, R = g.init(f"{nm}/rope_cos", cos), g.init(f"{nm}/rope_sin", sin), g.init(f"{nm}/rope_rot", rot)
+        rotated = []
+        for t in (q, k):
+            a = g.node("Mul", [t, c], f"{t}/cos", f"{t}/rope_cos")
+            b = g.node("Mul", [g.node("MatMul", [t, R], f"{t}/rot", f"{t}/rope_rot"), s_], f"{t}/sin",
+                       f"{t}/rope_sin")
+            rotated.append(g.node("Add", [a, b], f"{t}/rope", f"{t}/rope"))
+        q, k = rotated
+    kt = g.node("Transpose", [k], f"{nm}/kT", f"{nm}/k_transpose", perm=[0, 1, 3, 2])
+    sc = g.node("MatMul", [q, kt], f"{nm}/qk", f"{nm}/scores")
+    sc = g.node("Mul", [sc, g.init(f"{nm}/scale", np.float32(1.0 / math.sqrt(hd)))], f"{nm}/scores", f"{nm}/scale")
+    p = g.node("Softmax", [sc], f"{nm}/probs", f"{nm}/softmax", axis=-1)
+    a = g.node("MatMul", [p, v], f"{nm}/pv", f"{nm}/weighted")
+    a = g.node("Transpose", [a], f"{nm}/pvT", f"{nm}/merge_transpose", perm=[0, 2, 1, 3])
+    a = g.node("Reshape", [a, g.const(f"{nm}/merged_shape", [0, S, D])], f"{nm}/merged", f"{nm}/merge")
+    ob = state[f"{nm}.out_proj.bias"] if o["out_bias"] else None
+    g.linear(a, f"{nm}.out_proj", state[f"{nm}.out_proj.weight"], ob, y)
+    return 3
+
+
+#: layer kinds on token sequences: kind -> exporter(graph, layer, state, x, y, rank of x, shape of x) -> rank of y
+_TOKEN_EXPORTERS = {
+    "tokens": _export_tokens, "layernorm": _export_layernorm, "softmax": _export_softmax,
+    "token_linear": _export_token_linear, "pos_embed": _export_pos_embed, "token_mean": _export_token_mean,
+    "seq_pool": _export_seq_pool, "drop_path": _export_drop_path, "mhsa": _export_mhsa,
+}
+
+
 def to_onnx(net: Network, path=None, opset: int = 17, softmax: bool = False, batch: Optional[int] = None):
     """Writes ``net`` as an ONNX inference model (to ``path`` if given) and
     returns the ``onnx.ModelProto``. The input is ``input`` [batch, c, h, w]
@@ -964,6 +1114,18 @@ def to_onnx(net: Network, path=None, opset: int = 17, softmax: bool = False, bat
             nodes.append(helper.make_node("Relu", x, [y], nm))
         elif k == "elu":
             nodes.append(helper.make_node("Elu", x, [y], nm, alpha=o["alpha"]))
+        elif k == "gelu" and o.get("approximate", "none") == "none":
+            if opset >= 20:
+                nodes.append(helper.make_node("Gelu", x, [y], nm, approximate="none"))
+            else:
+                r2 = init(f"{nm}/sqrt2", np.float32(math.sqrt(2.0)))
+                one, half = init(f"{nm}/one", np.float32(1.0)), init(f"{nm}/half", np.float32(0.5))
+                t = [f"{nm}/t{j}" for j in range(4)]
+                nodes += [helper.make_node("Div", [x[0], r2], [t[0]], f"{nm}/div"),
+                          helper.make_node("Erf", [t[0]], [t[1]], f"{nm}/erf"),
+                          helper.make_node("Add", [t[1], one], [t[2]], f"{nm}/add"),
+                          helper.make_node("Mul", [x[0], t[2]], [t[3]], f"{nm}/mul"),
+                          helper.make_node("Mul", [t[3], half], [y], nm)]
         elif k == "gelu":
             if opset >= 20:
                 nodes.append(helper.make_node("Gelu", x, [y], nm, approximate="tanh"))
@@ -1002,6 +1164,13 @@ def to_onnx(net: Network, path=None, opset: int = 17, softmax: bool = False, bat
             rank[y] = 2
         elif k == "dropout":
             nodes.append(helper.make_node("Dropout", [x[0], init(f"{nm}.ratio", np.float32(o["p"]))], [y], nm))
+        elif k in _TOKEN_EXPORTERS:
+            if k == "layernorm" and opset < 17:
+                raise ValueError(f"to_onnx: layer '{nm}' (layernorm) needs LayerNormalization, which is in "
+                                 f"opset 17 and later; pass opset=17 or later")
+            src = x[0] if rank[x[0]] >= 3 else as4(x[0], l.inputs[0])
+            rank[y] = _TOKEN_EXPORTERS[k](_TokenGraph(helper, nodes, init, const, opset), l, state, src, y,
+                                          rank[src], layers[l.inputs[0]].shape)
         else:  # pragma: no cover - every kind of layers.SPECS has a branch
             raise ValueError(f"to_onnx: layer '{nm}' of kind {k} has no ONNX form")
     last = as2(tname[-1])
