@@ -12,7 +12,7 @@ cmake -S "$root" -B "$root/build/dev" -G Ninja -DBT_BUILD_PYTHON=ON -DCMAKE_BUIL
 cmake --build "$root/build/dev" 2>&1 | grep -v '^\[' || true
 test -f "$root/build/dev/"_core*.so
 # copy then rename: a running process keeps its mapped file instead of crashing
-for so in "$root/build/dev/"_core*.so; do
+for so in "$root/build/dev/"_core*.so "$root/build/dev/libbiotrain.so"; do
   cp "$so" "$root/python/biotrain_rt/.$(basename "$so").tmp"
   mv -f "$root/python/biotrain_rt/.$(basename "$so").tmp" "$root/python/biotrain_rt/$(basename "$so")"
 done
