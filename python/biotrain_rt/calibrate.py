@@ -293,9 +293,9 @@ def pretrain(cfg: CalibrationConfig, ds: Dataset, held_out: int, cache_dir: Opti
             h.update(ds.session[train].tobytes())
             h.update(ds.subject[train].tobytes())
         key = os.path.join(cache_dir, f"pretrained_{cfg.model}_s{held_out}_{h.hexdigest()[:16]}.npz")
-        if os.path.exists(key):
-            with np.load(key) as f:
-                net.load_state_dict({k: f[k] for k in f.files})
+        cached = _read_cache(key)
+        if cached is not None:
+            net.load_state_dict(cached)
             return net
     tr = Trainer(net, optimizer=_optimizer(cfg.pretrain), strategy="full", batch_size=cfg.pretrain.batch_size,
                  seed=cfg.seed)
@@ -307,9 +307,34 @@ def pretrain(cfg: CalibrationConfig, ds: Dataset, held_out: int, cache_dir: Opti
         meta_train(net, ds.X, ds.y, tasks, cfg.meta, make_copy=lambda: make_model(cfg, ds, seed=cfg.seed),
                    seed=cfg.seed, pool=train)
     if key:
-        os.makedirs(cache_dir, exist_ok=True)
-        np.savez(key, **net.state_dict())
+        _write_cache(key, net.state_dict())
     return net
+
+
+def _read_cache(path: str) -> Optional[Dict[str, np.ndarray]]:
+    """A cached model, or None if there is none (or a file that is not a whole one)."""
+    try:
+        with np.load(path) as f:
+            return {k: f[k] for k in f.files}
+    except (FileNotFoundError, OSError, ValueError, EOFError):
+        return None
+
+
+def _write_cache(path: str, state: Dict[str, np.ndarray]) -> None:
+    """Writes a cached model atomically (a private temporary file, then a rename), so that
+    folds in other processes or on other machines sharing the directory read a whole file or
+    none; two writers of one key write the same bytes."""
+    d = os.path.dirname(path)
+    os.makedirs(d, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=d, suffix=".npz.tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **state)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
 
 
 def run_subject(cfg: CalibrationConfig, ds: Dataset, s: int, strategies: Sequence[str],
@@ -391,10 +416,73 @@ def summarise(subjects: List[dict], strategies: Sequence[str]) -> dict:
     return out
 
 
+#: result fields that measure time, not the model: they differ between runs, everything else does not
+TIMING_FIELDS = ("samples_per_s", "seconds")
+
+
+def _fold_pool_init(ds):
+    global _FOLD_DS
+    _FOLD_DS = ds
+
+
+def _fold_in_pool(cfg, s, strategies, cache_dir):
+    return run_subject(cfg, _FOLD_DS, s, strategies, cache_dir)
+
+
+_FOLD_DS = None
+
+
+def _run_folds(cfg, ds, subjects, strategies, cache_dir, jobs: int, client, on_done):
+    """Every held-out subject's fold, serially, in `jobs` processes or on a Dask cluster; the
+    results in subject order. A fold depends only on (cfg, data, subject): the same numbers
+    wherever it runs."""
+    if client is not None:
+        if isinstance(client, str):
+            from dask.distributed import Client
+            with Client(client) as c:
+                return _run_folds(cfg, ds, subjects, strategies, cache_dir, 1, c, on_done)
+        from dask.distributed import as_completed
+        data = client.scatter(ds, broadcast=True)
+        futures = {client.submit(run_subject, cfg, data, s, strategies, cache_dir, pure=False,
+                                 key=f"calibrate-fold-{s}-{os.getpid()}-{time.monotonic_ns()}"): i
+                   for i, s in enumerate(subjects)}
+        out = [None] * len(subjects)
+        for fut in as_completed(futures):
+            out[futures[fut]] = fut.result()
+            on_done(out[futures[fut]])
+        return out
+    if jobs is None or jobs <= 1 or len(subjects) <= 1:
+        out = []
+        for s in subjects:
+            out.append(run_subject(cfg, ds, s, strategies, cache_dir))
+            on_done(out[-1])
+        return out
+    import concurrent.futures as cf
+    import multiprocessing as mp
+    # spawn: a fresh interpreter per worker (no forked threads or locks); the data travels once per worker
+    with cf.ProcessPoolExecutor(max_workers=min(int(jobs), len(subjects)), mp_context=mp.get_context("spawn"),
+                                initializer=_fold_pool_init, initargs=(ds,)) as pool:
+        futures = {pool.submit(_fold_in_pool, cfg, s, strategies, cache_dir): i for i, s in enumerate(subjects)}
+        out = [None] * len(subjects)
+        for fut in cf.as_completed(futures):
+            out[futures[fut]] = fut.result()
+            on_done(out[futures[fut]])
+        return out
+
+
 def calibrate(data: Optional[str] = None, cfg: Optional[CalibrationConfig] = None,
               subjects: Optional[Sequence[int]] = None, cache_dir: Optional[str] = None,
-              progress: bool = True) -> dict:
-    """Runs the whole protocol; returns the results as a JSON-able dict."""
+              progress: bool = True, jobs: int = 1, client=None) -> dict:
+    """Runs the whole protocol; returns the results as a JSON-able dict.
+
+    The folds (one per held-out subject) run serially (``jobs=1``), in ``jobs``
+    processes on this machine, or on a Dask cluster (``client``: a
+    ``dask.distributed.Client`` or a scheduler address); the results are the
+    same for the same seed (only the figures in ``TIMING_FIELDS`` differ).
+    On a cluster, ``cache_dir`` must be a directory every worker sees (writes
+    are atomic, so workers may share it)."""
+    if not isinstance(jobs, (int, np.integer)) or isinstance(jobs, bool) or jobs < 1:
+        raise ValueError(f"jobs must be a positive integer, got {jobs!r}")
     cfg = cfg or CalibrationConfig()
     raw = load_uci_emg(data) if (data is None or _is_uci(data)) else load_npz(data)
     ds = prepare(raw, cfg)
@@ -425,15 +513,21 @@ def calibrate(data: Optional[str] = None, cfg: Optional[CalibrationConfig] = Non
         from tqdm.auto import tqdm
         bar = tqdm(total=len(both), desc="calibrate (leave one subject out)", unit="subject")
     t0 = time.perf_counter()
-    for s in both:
-        per_subject.append(run_subject(cfg, ds, s, strategies, cache_dir))
+
+    def on_done(r):
         if bar is not None:
             bar.update(1)
-            acc = per_subject[-1]["strategies"].get("full", {}).get("acc_after_session2")
+            acc = r["strategies"].get("full", {}).get("acc_after_session2")
             if acc is not None:
-                bar.set_postfix(subject=s, full=f"{acc:.3f}")
-    if bar is not None:
-        bar.close()
+                bar.set_postfix(subject=r["subject"], full=f"{acc:.3f}")
+
+    if cache_dir:
+        cache_dir = os.path.abspath(cache_dir)
+    try:
+        per_subject = _run_folds(cfg, ds, both, strategies, cache_dir, int(jobs), client, on_done)
+    finally:
+        if bar is not None:
+            bar.close()
     return {"config": cfg.to_dict(), "data": raw.info.get("path", "embedded uci_emg_gestures_tiny.npz"),
             "model": {"name": cfg.model, "input_shape": list(net.input_shape), "params": net.n_params()},
             "subjects": per_subject, "summary": summarise(per_subject, strategies),
@@ -535,7 +629,7 @@ def _run_cli(args, demo: bool) -> int:
     if args.meta_episodes is not None:
         cfg.meta = dataclasses.replace(cfg.meta, episodes=args.meta_episodes)
     res = calibrate(None if demo else args.data, cfg, subjects=args.subjects, cache_dir=args.cache,
-                    progress=not args.quiet)
+                    progress=not args.quiet, jobs=args.jobs, client=args.dask)
     paths = write_results(res, args.out)
     print(format_table(res))
     print()
@@ -563,6 +657,10 @@ def add_calibrate_commands(sub) -> None:
                        help="meta-learning episodes after pretraining (0 turns the phase off)")
         p.add_argument("--seed", type=int, default=0)
         p.add_argument("--cache", default=None, help="directory to keep pretrained models in")
+        p.add_argument("--jobs", type=int, default=1,
+                       help="folds (held-out subjects) in this many processes (same results as 1)")
+        p.add_argument("--dask", default=None, metavar="ADDRESS",
+                       help="run the folds on the Dask cluster whose scheduler is at ADDRESS (tcp://host:8786)")
         p.add_argument("--out", default=".", help="where results.json and calibration.png go")
         p.add_argument("--quiet", action="store_true")
         p.set_defaults(func=lambda a, d=demo: _run_cli(a, d))
