@@ -125,6 +125,14 @@ struct Graph {
     }
     void finish() { check(bt_graph_finish(&g), "Graph.finish", "every layer but the last must feed another"); }
     void set_trainable(int node, bool t) { check(bt_graph_set_trainable(&g, node, t ? 1 : 0), "set_trainable", ""); }
+    void set_trainable_mask(int node, int mask) {
+        check(bt_graph_set_trainable_mask(&g, node, mask), "set_trainable_mask",
+              "a weight without an adapter trains or freezes with the node's other weights");
+    }
+    void add_lora(int node, int slot, int rank, float alpha) {
+        check(bt_graph_add_lora(&g, node, slot, rank, alpha), "add_lora",
+              "node " + std::to_string(node) + " slot " + std::to_string(slot) + " rank " + std::to_string(rank));
+    }
     py::dict node(int i) const {
         if (i < 0 || i >= g.n_nodes) throw py::index_error("node index out of range");
         const bt_node &nd = g.nodes[i];
@@ -136,6 +144,14 @@ struct Graph {
         for (int k = 0; k < nd.n_inputs; ++k) ins.append(nd.inputs[k]);
         d["inputs"] = ins;
         d["trainable"] = (bool)nd.trainable;
+        d["trainable_mask"] = nd.trainable;
+        py::list lo;
+        for (int k = 0; k < nd.n_lora; ++k)
+            lo.append(py::make_tuple(nd.lora[k].slot, nd.lora[k].rank, nd.lora[k].alpha));
+        d["lora"] = lo;
+        py::list rows;
+        for (int k = 0; k < bt_node_base_param_count(&g, i); ++k) rows.append(bt_node_lora_rows(&g, i, k));
+        d["lora_rows"] = rows;
         py::list pn;
         for (int k = 0; k < bt_node_param_count(&g, i); ++k) pn.append(bt_node_param_numel(&g, i, k));
         d["param_numel"] = pn;
@@ -405,6 +421,9 @@ void bind_runtime(py::module_ &m) {
              "Appends a node of op `kind` reading `inputs`, options by name; returns its id.")
         .def("finish", &Graph::finish)
         .def("set_trainable", &Graph::set_trainable)
+        .def("set_trainable_mask", &Graph::set_trainable_mask, py::arg("node"), py::arg("mask"))
+        .def("add_lora", &Graph::add_lora, py::arg("node"), py::arg("slot"), py::arg("rank"), py::arg("alpha"),
+             "A LoRA adapter on parameter `slot` of `node`: its A and B become the node's next two slots.")
         .def("node", &Graph::node)
         .def_property_readonly("n_nodes", [](const Graph &g) { return g.g.n_nodes; })
         .def_property_readonly("classes", [](const Graph &g) { return g.g.classes; });

@@ -258,3 +258,21 @@ def test_meta_pretraining_never_sees_the_held_out_subject(tmp_path):
     plain = pretrain(quick_cfg(), ds, 5, str(tmp_path)).state_dict()
     assert not np.array_equal(plain["spatial.weight"], a["spatial.weight"])
     assert len(os.listdir(tmp_path)) == 2
+
+
+def test_lora_strategies_calibrate_with_fewer_trainable_parameters():
+    """LoRA next to last and full in the protocol: adapters on a copy of the pretrained model per
+    subject, fewer trainable parameters and a smaller arena than full, the base untouched."""
+    cfg = quick_cfg(features="raw", strategies=("none", "last", "full", "lora", "lora+last"), longitudinal=False)
+    cfg.sweep = ()
+    res = calibrate(None, cfg, subjects=[3], progress=False)
+    s = res["summary"]
+    assert 0 < s["lora"]["trainable_params"] < s["lora+last"]["trainable_params"] < s["full"]["trainable_params"]
+    assert s["lora"]["peak_bytes"] < s["full"]["peak_bytes"]
+    for strat in ("lora", "lora+last"):
+        r = res["subjects"][0]["strategies"][strat]
+        assert 0.0 <= r["acc_after_session2"] <= 1.0
+    with pytest.raises(ValueError, match=r"unknown strategies \['lora2'\]"):
+        calibrate(None, quick_cfg(strategies=("none", "lora2")), subjects=[3], progress=False)
+    with pytest.raises(ValueError, match=r"no layer that takes a LoRA adapter of rank 99"):
+        calibrate(None, quick_cfg(strategies=("lora",), lora_rank=99), subjects=[3], progress=False)

@@ -16,7 +16,7 @@ const char *bt_role_name(bt_tensor_role r)
 {
     static const char *names[BT_ROLE_COUNT_] = {"out", "grad_out", "param", "param_grad", "opt_m",
                                                 "opt_v", "saved", "grad_scratch", "labels", "probs",
-                                                "recomputed"};
+                                                "recomputed", "lora_weight", "lora_weight_grad"};
     if ((int)r < 0 || r >= BT_ROLE_COUNT_) return "unknown";
     return names[r];
 }

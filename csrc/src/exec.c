@@ -2,6 +2,7 @@
  * schedule steps named here are the planner's (plan_internal.h), so the plan
  * check below can poison every buffer that the plan says is dead at a step. */
 #include "exec_internal.h"
+#include "biotrain/kernels.h"
 
 #if defined(BT_PLAN_CHECK)
 /* Sanitizer build: before each schedule step, everything in the arena that the
@@ -217,11 +218,80 @@ static const bt_op_kernels *kernels_of(const bt_session *s, int v)
     return bt_op_get(s->g->nodes[v].kind)->kernels[s->dtype];
 }
 
+/* LoRA adapters (graph.h): the kernels see each adapted weight as the
+ * effective W + (alpha / r) B A, formed in `weight[j]`; at the backward its
+ * gradient lands in `grad[j]` (zeroed) and goes to A and B (and to W when W
+ * trains too). The op's kernels know nothing of adapters. */
+#if defined(BT_ONLY_FIXED)
+/* the planner refuses adapters outside float32: never reached */
+static bt_status lora_enter(bt_session *s, bt_op_ctx *c, int v, const int *weight, const int *grad)
+{
+    (void)s; (void)c; (void)v; (void)weight; (void)grad;
+    return BT_ERR_UNSUPPORTED;
+}
+static bt_status lora_leave(bt_session *s, const bt_op_ctx *c, int v)
+{
+    (void)s; (void)c; (void)v;
+    return BT_ERR_UNSUPPORTED;
+}
+#else
+static float lora_scale(const bt_lora *a) { return a->alpha / (float)a->rank; }
+
+static bt_status lora_enter(bt_session *s, bt_op_ctx *c, int v, const int *weight, const int *grad)
+{
+    const bt_node *nd = &s->g->nodes[v];
+    const int base = bt_node_base_param_count(s->g, v);
+    bt_status st;
+    int j;
+    for (j = 0; j < nd->n_lora; ++j) {
+        const bt_lora *a = &nd->lora[j];
+        const int rows = bt_node_lora_rows(s->g, v, a->slot);
+        const int cols = (int)(bt_node_param_numel(s->g, v, a->slot) / (size_t)rows);
+        float *w_eff = (float *)bt_tensor_ptr(s, weight[j]);
+        st = bt_lora_merge_f32(w_eff, (const float *)c->param[a->slot], (const float *)c->param[base + 2 * j],
+                               (const float *)c->param[base + 2 * j + 1], lora_scale(a), rows, cols, a->rank);
+        if (st != BT_OK) return st;
+        c->param[a->slot] = w_eff;
+        if (grad && grad[j] >= 0) {
+            c->pgrad[a->slot] = bt_tensor_ptr(s, grad[j]);
+            memset(c->pgrad[a->slot], 0, (size_t)rows * (size_t)cols * sizeof(float));
+        }
+    }
+    return BT_OK;
+}
+
+static bt_status lora_leave(bt_session *s, const bt_op_ctx *c, int v)
+{
+    const bt_node *nd = &s->g->nodes[v];
+    const bt_plan_node *pn = &s->p->nodes[v];
+    const int base = bt_node_base_param_count(s->g, v);
+    bt_status st;
+    int j;
+    for (j = 0; j < nd->n_lora; ++j) {
+        const bt_lora *a = &nd->lora[j];
+        const int rows = bt_node_lora_rows(s->g, v, a->slot);
+        const int cols = (int)(bt_node_param_numel(s->g, v, a->slot) / (size_t)rows);
+        const float *d_eff = (const float *)c->pgrad[a->slot];
+        st = bt_lora_backward_f32((float *)c->pgrad[base + 2 * j], (float *)c->pgrad[base + 2 * j + 1], d_eff,
+                                  (const float *)c->param[base + 2 * j], (const float *)c->param[base + 2 * j + 1],
+                                  lora_scale(a), rows, cols, a->rank);
+        if (st != BT_OK) return st;
+        if (pn->pgrad[a->slot] >= 0 &&
+            (st = bt_accumulate_f32((float *)bt_tensor_ptr(s, pn->pgrad[a->slot]), d_eff, rows * cols)) != BT_OK)
+            return st;
+    }
+    return BT_OK;
+}
+#endif
+
 /* Forward of node v into its planned output, or (recompute) into `out`. */
 static bt_status forward_node(bt_session *s, int v, int rows, int train, bt_ctx_mode mode, void *out)
 {
     bt_op_ctx c;
+    bt_status st;
     node_ctx(s, &c, v, rows, train, mode, out);
+    if (s->g->nodes[v].n_lora && (st = lora_enter(s, &c, v, s->p->nodes[v].lora_weight, NULL)) != BT_OK)
+        return st;
     return kernels_of(s, v)->forward(&c);
 }
 
@@ -239,11 +309,13 @@ static bt_status backward_node(bt_session *s, int v, int rows)
                 BT_OK)
             return st;
     node_ctx(s, &c, v, rows, 1, BT_CTX_BACKWARD, NULL);
+    if (nd->n_lora && (st = lora_enter(s, &c, v, pn->lora_weight_bwd, pn->lora_grad)) != BT_OK) return st;
     /* Weight gradient first: an input gradient may overwrite the activation
      * it reads. Input slots last to first: slot 0's gradient may overwrite
      * this op's output gradient in place (plan.c), so the other slots read it
      * before. */
     if (pn->weight_grad && (st = kern->backward_weight(&c)) != BT_OK) return st;
+    if (pn->weight_grad && nd->n_lora && (st = lora_leave(s, &c, v)) != BT_OK) return st;
     for (k = nd->n_inputs - 1; k >= 0; --k) {
         if (!c.din[k]) continue;
         if ((st = kern->backward_input(&c, k)) != BT_OK) return st;

@@ -209,14 +209,85 @@ bt_status bt_graph_set_trainable(bt_graph *g, int node, int trainable)
 {
     if (!g) return BT_ERR_NULL_POINTER;
     if (node < 0 || node >= g->n_nodes) return BT_ERR_BAD_PARAM;
-    g->nodes[node].trainable = trainable ? 1 : 0;
+    g->nodes[node].trainable = trainable ? BT_TRAIN_ALL : 0;
     return BT_OK;
+}
+
+/* A mask may leave a weight of the op frozen only if an adapter covers it or
+ * no weight of the node trains: the kernels write every weight gradient of a
+ * node whose weight gradient runs. */
+static int mask_ok(const bt_graph *g, int node, int mask)
+{
+    const bt_node *nd = &g->nodes[node];
+    const bt_op_desc *d = bt_op_get(nd->kind);
+    const int base = bt_node_base_param_count(g, node);
+    int k, any = 0, frozen_weight = 0;
+    if (mask & ~((1 << bt_node_param_count(g, node)) - 1) & BT_TRAIN_ALL) return 0;
+    for (k = 0; k < bt_node_param_count(g, node); ++k)
+        if (mask & (1 << k)) any = 1;
+    for (k = 0; k < base; ++k)
+        if (d->lora_rows && d->lora_rows(g, nd, k) > 0 && !(mask & (1 << k)) && bt_node_lora_of(g, node, k) < 0)
+            frozen_weight = 1;
+    return !(any && frozen_weight);
+}
+
+bt_status bt_graph_set_trainable_mask(bt_graph *g, int node, int mask)
+{
+    if (!g) return BT_ERR_NULL_POINTER;
+    if (node < 0 || node >= g->n_nodes || mask < 0 || mask > BT_TRAIN_ALL) return BT_ERR_BAD_PARAM;
+    if (mask != BT_TRAIN_ALL && !mask_ok(g, node, mask)) return BT_ERR_BAD_PARAM;
+    g->nodes[node].trainable = mask;
+    return BT_OK;
+}
+
+int bt_node_base_param_count(const bt_graph *g, int node)
+{
+    const bt_op_desc *d = bt_op_get(g->nodes[node].kind);
+    return d && d->param_count ? d->param_count(&g->nodes[node]) : 0;
 }
 
 int bt_node_param_count(const bt_graph *g, int node)
 {
+    return bt_node_base_param_count(g, node) + 2 * g->nodes[node].n_lora;
+}
+
+int bt_node_lora_of(const bt_graph *g, int node, int slot)
+{
+    int j;
+    for (j = 0; j < g->nodes[node].n_lora; ++j)
+        if (g->nodes[node].lora[j].slot == slot) return j;
+    return -1;
+}
+
+int bt_node_lora_rows(const bt_graph *g, int node, int slot)
+{
     const bt_op_desc *d = bt_op_get(g->nodes[node].kind);
-    return d && d->param_count ? d->param_count(&g->nodes[node]) : 0;
+    if (!d || !d->lora_rows || slot < 0 || slot >= bt_node_base_param_count(g, node)) return 0;
+    return d->lora_rows(g, &g->nodes[node], slot);
+}
+
+bt_status bt_graph_add_lora(bt_graph *g, int node, int slot, int rank, float alpha)
+{
+    bt_node *nd;
+    size_t numel;
+    int rows, cols;
+    if (!g) return BT_ERR_NULL_POINTER;
+    if (node <= 0 || node >= g->n_nodes) return BT_ERR_BAD_PARAM;
+    nd = &g->nodes[node];
+    if ((rows = bt_node_lora_rows(g, node, slot)) <= 0) return BT_ERR_UNSUPPORTED;
+    if (bt_node_lora_of(g, node, slot) >= 0) return BT_ERR_STATE;
+    if (nd->n_lora >= BT_MAX_LORA || bt_node_param_count(g, node) + 2 > BT_MAX_PARAMS_PER_NODE)
+        return BT_ERR_CAPACITY;
+    numel = bt_node_param_numel(g, node, slot);
+    if (numel % (size_t)rows) return BT_ERR_SHAPE_MISMATCH;
+    cols = (int)(numel / (size_t)rows);
+    if (rank < 1 || rank > rows || rank > cols) return BT_ERR_BAD_PARAM;
+    if (!(alpha > 0.0f) || alpha > 3.0e38f) return BT_ERR_BAD_PARAM; /* NaN fails the first test */
+    nd->lora[nd->n_lora].slot = slot;
+    nd->lora[nd->n_lora].rank = rank;
+    nd->lora[nd->n_lora].alpha = alpha;
+    nd->n_lora++;
+    return BT_OK;
 }
 
 int bt_node_trainable_params(const bt_graph *g, int node)
@@ -229,6 +300,20 @@ int bt_node_trainable_params(const bt_graph *g, int node)
 size_t bt_node_param_numel(const bt_graph *g, int node, int which)
 {
     const bt_op_desc *d = bt_op_get(g->nodes[node].kind);
+    const int base = bt_node_base_param_count(g, node);
     if (which < 0 || which >= bt_node_param_count(g, node) || !d->param_numel) return 0;
+    if (which >= base) {
+        const bt_lora *a = &g->nodes[node].lora[(which - base) / 2];
+        const size_t rows = (size_t)bt_node_lora_rows(g, node, a->slot);
+        const size_t cols = d->param_numel(g, &g->nodes[node], a->slot) / rows;
+        return (size_t)a->rank * ((which - base) % 2 == 0 ? cols : rows);   /* A [r, cols], B [rows, r] */
+    }
     return d->param_numel(g, &g->nodes[node], which);
+}
+
+int bt_node_param_trains(const bt_graph *g, int node, int which)
+{
+    const bt_node *nd = &g->nodes[node];
+    if (which < 0 || which >= bt_node_param_count(g, node) || !(nd->trainable & (1 << which))) return 0;
+    return which >= bt_node_base_param_count(g, node) || which < bt_node_trainable_params(g, node);
 }

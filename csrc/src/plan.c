@@ -52,7 +52,7 @@ static int can_recompute(const bt_graph *g, const bt_plan *p, int u, int c)
     long macs;
     if (!du->recompute_macs || !(bt_op_get(g->nodes[c].kind)->flags & BT_OPF_RECOMPUTE_INPUT)) return 0;
     macs = du->recompute_macs(g, &g->nodes[u]);
-    if (macs < 0 || macs > BT_RECOMPUTE_MAX_MACS) return 0;
+    if (macs < 0 || macs > BT_RECOMPUTE_MAX_MACS || g->nodes[u].n_lora) return 0;
     for (v = u + 1; v < g->n_nodes; ++v)
         for (k = 0; k < g->nodes[v].n_inputs; ++k)
             if (g->nodes[v].inputs[k] == u) readers++;
@@ -92,7 +92,10 @@ bt_status bt_plan_build(bt_plan *p, const bt_graph *g, const bt_plan_opts *opts)
     for (v = 0; v < n; ++v) {
         const bt_node *nd = &g->nodes[v];
         bt_plan_node *pn = &p->nodes[v];
-        int trains = nd->trainable && bt_node_trainable_params(g, v) > 0;
+        int trains = 0;
+        for (k = 0; k < bt_node_param_count(g, v); ++k) trains = trains || bt_node_param_trains(g, v, k);
+        /* adapters: float32 only (the effective weight is formed in float) */
+        if (nd->n_lora && opts->dtype != BT_DTYPE_F32) return BT_ERR_UNSUPPORTED;
         if (bt_op_get(nd->kind)->flags & BT_OPF_BATCH_STATS) p->has_batchnorm = 1;
         T[v] = trains;
         for (k = 0; k < nd->n_inputs; ++k) T[v] = T[v] || T[nd->inputs[k]];
@@ -102,6 +105,7 @@ bt_status bt_plan_build(bt_plan *p, const bt_graph *g, const bt_plan_opts *opts)
         for (k = 0; k < BT_MAX_SAVED; ++k) pn->saved[k] = -1;
         for (k = 0; k < BT_MAX_PARAMS_PER_NODE; ++k)
             pn->param[k] = pn->pgrad[k] = pn->opt_m[k] = pn->opt_v[k] = -1;
+        for (k = 0; k < BT_MAX_LORA; ++k) pn->lora_weight[k] = pn->lora_weight_bwd[k] = pn->lora_grad[k] = -1;
         for (k = 0; k < BT_MAX_NODE_INPUTS; ++k) {
             pn->din[k] = -1;
             pn->din_accumulate[k] = 0;
@@ -117,13 +121,13 @@ bt_status bt_plan_build(bt_plan *p, const bt_graph *g, const bt_plan_opts *opts)
         const bt_op_desc *d = bt_op_get(nd->kind);
         bt_plan_node *pn = &p->nodes[v];
         size_t numel = bt_node_numel(nd);
-        int np = bt_node_param_count(g, v), ntr = bt_node_trainable_params(g, v);
+        int np = bt_node_param_count(g, v), j;
         int whole_last = BT_STEP_OPT(n);
         for (k = 0; k < np; ++k) {
             size_t pb = bt_node_param_numel(g, v, k) * f;
             TRY(pn->param[k] = bt_pb_add(&b, v, BT_ROLE_PARAM, k, BT_KIND_PARAM,
                                          param_bytes(g, v, k, opts->dtype), 0, whole_last));
-            if (pn->weight_grad && k < ntr) {
+            if (pn->weight_grad && bt_node_param_trains(g, v, k)) {
                 TRY(pn->pgrad[k] = bt_pb_add(&b, v, BT_ROLE_PGRAD, k, BT_KIND_GRAD, pb, 0, whole_last));
                 if (opts->optimizer == BT_OPTIM_ADAM) {
                     TRY(pn->opt_m[k] = bt_pb_add(&b, v, BT_ROLE_OPT_M, k, BT_KIND_OPT_STATE, pb, 0, whole_last));
@@ -132,6 +136,20 @@ bt_status bt_plan_build(bt_plan *p, const bt_graph *g, const bt_plan_opts *opts)
                     TRY(pn->opt_m[k] = bt_pb_add(&b, v, BT_ROLE_OPT_M, k, BT_KIND_OPT_STATE, pb, 0, whole_last));
                 }
             }
+        }
+        /* An adapted weight: W + (alpha / r) B A formed at the forward and again
+         * at the backward (cheaper than keeping it between), with its
+         * gradient at the backward; both live at that one step. */
+        for (j = 0; j < nd->n_lora; ++j) {
+            const size_t wb = bt_node_param_numel(g, v, nd->lora[j].slot) * sizeof(float);
+            TRY(pn->lora_weight[j] = bt_pb_add(&b, v, BT_ROLE_LORA_WEIGHT, j, BT_KIND_SCRATCH, wb, BT_STEP_FWD(v),
+                                               BT_STEP_FWD(v)));
+            if (pn->run_backward)
+                TRY(pn->lora_weight_bwd[j] = bt_pb_add(&b, v, BT_ROLE_LORA_WEIGHT, j, BT_KIND_SCRATCH, wb,
+                                                       BT_STEP_BWD(n, v), BT_STEP_BWD(n, v)));
+            if (pn->weight_grad)
+                TRY(pn->lora_grad[j] = bt_pb_add(&b, v, BT_ROLE_LORA_GRAD, j, BT_KIND_SCRATCH, wb,
+                                                 BT_STEP_BWD(n, v), BT_STEP_BWD(n, v)));
         }
         /* A view has no bytes of its own: it shares its input's buffer (step 4). */
         TRY(pn->out = bt_pb_add(&b, v, BT_ROLE_OUT, 0, v == 0 ? BT_KIND_INPUT : BT_KIND_ACTIVATION,

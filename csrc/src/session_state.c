@@ -70,8 +70,16 @@ static uint32_t model_hash(const bt_session *s)
         h = bt_fnv_word(h, (uint32_t)nd->c);
         h = bt_fnv_word(h, (uint32_t)nd->h);
         h = bt_fnv_word(h, (uint32_t)nd->w);
-        h = bt_fnv_word(h, (uint32_t)nd->trainable);
+        /* a whole trained node hashes as before masks (1) */
+        h = bt_fnv_word(h, (uint32_t)(nd->trainable == BT_TRAIN_ALL ? 1 : nd->trainable));
         for (i = 0; i < sizeof nd->o; ++i) h = bt_fnv_byte(h, o[i]);
+        for (k = 0; k < nd->n_lora; ++k) {
+            uint32_t bits;
+            memcpy(&bits, &nd->lora[k].alpha, sizeof bits);
+            h = bt_fnv_word(h, (uint32_t)nd->lora[k].slot);
+            h = bt_fnv_word(h, (uint32_t)nd->lora[k].rank);
+            h = bt_fnv_word(h, bits);
+        }
         for (k = 0; k < BT_MAX_PARAMS_PER_NODE; ++k) {
             const bt_plan_node *pn = &s->p->nodes[v];
             h = bt_fnv_word(h, (uint32_t)(pn->param[k] >= 0));

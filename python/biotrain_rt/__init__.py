@@ -16,9 +16,10 @@ from .optim import SGD, Adam
 from .plan import PlanInfo
 from .torch_io import from_torch, to_torch
 from .onnx_io import from_onnx, to_onnx
-from .train import Trainer
+from .train import FineTune, Trainer
+from . import lora  # noqa: E402
 from .calibrate import calibrate  # noqa: E402  (brt.calibrate(...); the module stays importable by name)
 
 __version__ = "0.1.0"
 
-__all__ = ["Network", "Layer", "Trainer", "SGD", "Adam", "PlanInfo", "from_torch", "to_torch", "from_onnx", "to_onnx", "models", "export", "firmware", "calibrate"]
+__all__ = ["Network", "Layer", "Trainer", "SGD", "Adam", "PlanInfo", "from_torch", "to_torch", "from_onnx", "to_onnx", "models", "export", "firmware", "calibrate", "FineTune", "lora"]

@@ -96,7 +96,13 @@ class CalibrationConfig:
         # fixed point runs SGD only; momentum 0.9, lr 3e-3..1e-2 at 100 epochs tied on a 10-subject
         # screen (2 seeds), 50 epochs was worse: the middle of that range
         "full-fixed": StrategyConfig(lr=5e-3, epochs=100, batch_size=10, optimizer="sgd", momentum=0.9),
+        # LoRA adapters (rank lora_rank) on every layer that takes one of that rank; "lora+last" also
+        # trains the head whole
+        "lora": StrategyConfig(lr=1e-2, epochs=50, batch_size=10),
+        "lora+last": StrategyConfig(lr=1e-2, epochs=50, batch_size=10),
     })
+    lora_rank: int = 4
+    lora_alpha: float = 8.0
     strategies: Sequence[str] = ("none", "last", "full", "full-fixed")
     sweep: Sequence[int] = (4, 7, 10)  # calibration windows per class for the accuracy-vs-samples plot
     longitudinal: bool = True
@@ -109,6 +115,8 @@ class CalibrationConfig:
             self.model = DEFAULT_MODEL[self.features]
         if self.holdout_per_class < 0 or self.holdout_gap < 0:
             raise ValueError("holdout_per_class and holdout_gap must be >= 0")
+        if isinstance(self.lora_rank, bool) or not isinstance(self.lora_rank, int) or self.lora_rank < 1:
+            raise ValueError(f"lora_rank must be a positive integer, got {self.lora_rank!r}")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -349,9 +357,19 @@ def run_subject(cfg: CalibrationConfig, ds: Dataset, s: int, strategies: Sequenc
     base1 = evaluate(net0, ds.X[rest1], ds.y[rest1])
     base2 = evaluate(net0, ds.X[sess2], ds.y[sess2])
     calibrated = {}
-    for strat in strategies:
+
+    def start(strat):
+        """The pretrained model, with fresh adapters for a LoRA strategy."""
         net = make_model(cfg, ds, seed=cfg.seed)
         net.load_state_dict(w0)
+        if strat.startswith("lora"):
+            from .lora import max_rank
+            net.add_lora([l.name for l in net.layers[1:] if max_rank(l) >= cfg.lora_rank], rank=cfg.lora_rank,
+                         alpha=cfg.lora_alpha, seed=cfg.seed)
+        return net
+
+    for strat in strategies:
+        net = start(strat)
         if strat == "none":
             r = {"trainable_params": 0, "peak_bytes": 0, "samples_per_s": None, "kept": True}
         else:
@@ -365,8 +383,7 @@ def run_subject(cfg: CalibrationConfig, ds: Dataset, s: int, strategies: Sequenc
             for k in cfg.sweep:
                 if k == cfg.k_per_class or k - cfg.holdout_per_class - cfg.holdout_gap < 1:
                     continue
-                net_k = make_model(cfg, ds, seed=cfg.seed)
-                net_k.load_state_dict(w0)
+                net_k = start(strat)
                 safe_adapt(net_k, strat, cfg.adapt[strat], ds, first_k_per_class(ds, s, 1, k),
                            cfg.holdout_per_class, cfg.seed, cfg.holdout_gap)
                 sweep[str(k * ds.n_classes)] = evaluate(net_k, ds.X[sess2], ds.y[sess2])
@@ -489,6 +506,14 @@ def calibrate(data: Optional[str] = None, cfg: Optional[CalibrationConfig] = Non
     net = make_model(cfg, ds, seed=cfg.seed)
     check_dataset(ds, net.input_shape[1])
     strategies = list(cfg.strategies)
+    unknown = [s for s in strategies if s != "none" and s not in cfg.adapt]
+    if unknown:
+        raise ValueError(f"unknown strategies {unknown}: choose from {['none', *cfg.adapt]}")
+    if any(s.startswith("lora") for s in strategies):
+        from .lora import max_rank
+        if not any(max_rank(l) >= cfg.lora_rank for l in net.layers[1:]):
+            raise ValueError(f"model '{cfg.model}' has no layer that takes a LoRA adapter of rank {cfg.lora_rank}; "
+                             f"lower lora_rank or leave the lora strategies out")
     fixed_ops = {o["name"] for o in _core.op_table() if "fixed" in o["formats"]}
     float_only = sorted({l.kind for l in net.layers[1:]} - fixed_ops)
     if "full-fixed" in strategies and float_only:
@@ -595,7 +620,7 @@ def plot(res: dict, path: str) -> str:
     a.grid(alpha=0.3)
     s = res["summary"]
     names = [k for k in strats if k != "none"]
-    b.bar(names, [s[k]["peak_bytes"] / 1024 for k in names], color=["#4c72b0", "#dd8452", "#55a868", "#c44e52"][:len(names)])
+    b.bar(names, [s[k]["peak_bytes"] / 1024 for k in names], color=["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860"][:len(names)])
     b.set_ylabel("peak arena of one training step (KiB)")
     b.set_title("memory per strategy")
     fig.tight_layout()
@@ -624,6 +649,10 @@ def _run_cli(args, demo: bool) -> int:
         cfg.k_per_class = args.k
     if args.strategies:
         cfg.strategies = tuple(args.strategies.split(","))
+    if args.lora_rank is not None:
+        if args.lora_rank < 1:
+            raise ValueError(f"--lora-rank must be a positive integer, got {args.lora_rank}")
+        cfg.lora_rank = args.lora_rank
     if args.pretrain_epochs is not None:
         cfg.pretrain.epochs = args.pretrain_epochs
     if args.meta_episodes is not None:
@@ -647,7 +676,9 @@ def add_calibrate_commands(sub) -> None:
             p.add_argument("--data", default=None, help="a .npz (UCI EMG gestures format); default: embedded data")
         p.add_argument("--subjects", type=int, nargs="*", default=None, help="held-out subjects (default: all)")
         p.add_argument("--k", type=int, default=None, help="calibration windows per class (default 10)")
-        p.add_argument("--strategies", default=None, help="comma-separated: none,last,full,full-fixed")
+        p.add_argument("--strategies", default=None,
+                       help="comma-separated: none,last,full,full-fixed,lora,lora+last (default: the first four)")
+        p.add_argument("--lora-rank", type=int, default=None, help="rank of the lora strategies' adapters (default 4)")
         p.add_argument("--features", choices=FEATURES, default="log_energy",
                        help="the device's preprocessing: log-energy of 25 ms blocks (default) or raw samples")
         p.add_argument("--model", default=None,

@@ -11,6 +11,12 @@ def _cmd_plan(args) -> int:
     import biotrain_rt as brt
     make = brt.models.ZOO[args.model]
     net = make(norm=args.norm)
+    if args.strategy.startswith("lora"):
+        if args.lora_rank < 1:
+            print(f"biotrain-rt plan: --lora-rank must be a positive integer, got {args.lora_rank}", file=sys.stderr)
+            return 2
+        net.add_lora([l.name for l in net.layers[1:] if brt.lora.max_rank(l) >= args.lora_rank],
+                     rank=args.lora_rank)
     opt = brt.SGD(lr=1e-3, momentum=0.9) if args.optimizer == "sgd" else brt.Adam()
     tr = brt.Trainer(net, optimizer=opt, strategy=args.strategy, batch_size=args.batch_size)
     print(net.summary())
@@ -57,7 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("plan", help="print (and plot) the memory plan of a zoo model's training step")
     sp.add_argument("--model", choices=["mibminet", "epidenet", "eegnet"], default="mibminet")
     sp.add_argument("--norm", choices=["group", "batch"], default="group")
-    sp.add_argument("--strategy", default="full", help="full, last or none")
+    sp.add_argument("--strategy", default="full", help="full, last, none, lora or lora+last")
+    sp.add_argument("--lora-rank", type=int, default=4, help="rank of the adapters of the lora strategies")
     sp.add_argument("--optimizer", choices=["sgd", "adam"], default="sgd")
     sp.add_argument("--batch-size", type=int, default=8)
     sp.add_argument("--plot", default=None, help="write the plan's picture to this PNG")

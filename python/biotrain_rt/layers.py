@@ -43,31 +43,63 @@ def pair(v, what: str = "value") -> Tuple[int, int]:
     return int(v), int(v)
 
 
+@dataclass(frozen=True)
+class LoraAdapter:
+    """A LoRA adapter on the layer's parameter ``target`` (a weight
+    [rows, cols]): the layer computes with ``W + (alpha / rank) B A``; A and B
+    are the layer's parameters ``{prefix}lora_A.weight`` and
+    ``{prefix}lora_B.weight`` (PEFT's names)."""
+    target: str
+    prefix: str
+    rank: int
+    alpha: float
+
+    @property
+    def names(self) -> Tuple[str, str]:
+        return f"{self.prefix}lora_A.weight", f"{self.prefix}lora_B.weight"
+
+    @property
+    def scaling(self) -> float:
+        return self.alpha / self.rank
+
+
 @dataclass
 class Layer:
     """One node of the network: its kind, the ids of the nodes it reads, its
-    options, its per-sample output shape and its parameters."""
+    options, its per-sample output shape, its parameters and its LoRA
+    adapters (in the order the C core numbers their slots)."""
     kind: str
     name: str
     inputs: List[int]
     opts: Dict = field(default_factory=dict)
     shape: Tuple[int, int, int] = (0, 0, 0)
     params: Dict[str, np.ndarray] = field(default_factory=dict)
+    lora: List[LoraAdapter] = field(default_factory=list)
 
     @property
     def spec(self) -> "LayerSpec":
         return SPECS[self.kind]
 
     @property
-    def param_names(self) -> Tuple[str, ...]:
-        """Parameter names by C slot (position = slot); slots of absent names are skipped."""
+    def base_param_names(self) -> Tuple[str, ...]:
+        """The op's own parameters present, by C slot."""
         spec = SPECS.get(self.kind)
-        return spec.param_names(self) if spec else PARAM_NAMES
+        names = spec.param_names(self) if spec else PARAM_NAMES
+        return tuple(n for n in names if n in self.params)
+
+    @property
+    def param_names(self) -> Tuple[str, ...]:
+        """Parameter names by C slot (position = slot): the op's own, then each adapter's A and B."""
+        return self.base_param_names + tuple(n for a in self.lora for n in a.names)
+
+    @property
+    def adapter_names(self) -> Tuple[str, ...]:
+        return tuple(n for a in self.lora for n in a.names)
 
     @property
     def trainable_names(self) -> Tuple[str, ...]:
         spec = SPECS.get(self.kind)
-        return spec.trainable_names(self) if spec else TRAINABLE_NAMES
+        return (spec.trainable_names(self) if spec else TRAINABLE_NAMES) + self.adapter_names
 
     @property
     def has_params(self) -> bool:
@@ -120,6 +152,12 @@ class LayerSpec:
         """The parameters that receive gradients (the C core's first slots)."""
         return TRAINABLE_NAMES
 
+    def lora_targets(self, layer: Layer) -> Dict[str, Tuple[str, Tuple[int, ...], Tuple[int, ...]]]:
+        """The weights a LoRA adapter may sit on: name -> (prefix of the
+        adapter's parameter names, shape of A, shape of B) for rank 1 (the
+        rank multiplies the axis of size 1). PEFT's layouts."""
+        return {}
+
     def macs(self, layer: Layer, src_shape: Sequence[int]) -> float:
         """Multiply-adds of one sample's forward (convolutions, linear layers)."""
         return 0.0
@@ -159,6 +197,14 @@ class Conv2dSpec(LayerSpec):
                     stride_w=o["stride"][1], pad_h=o["padding"][0], pad_w=o["padding"][1], dil_h=o["dilation"][0],
                     dil_w=o["dilation"][1], groups=o["groups"], has_bias=int(o["bias"]))
 
+    def lora_targets(self, layer):
+        # PEFT's Conv2d adapter: A a convolution of the layer's kernel to r channels, B a 1x1 one back
+        o = layer.opts
+        if o["groups"] != 1:
+            return {}
+        c_in = layer.params["weight"].shape[1]
+        return {"weight": ("", (1, c_in, *o["kernel"]), (o["out_channels"], 1, 1, 1))}
+
     def macs(self, layer, src_shape):
         kh, kw = layer.opts["kernel"]
         return _numel(layer.shape) * (src_shape[0] // layer.opts["groups"]) * kh * kw
@@ -182,6 +228,9 @@ class LinearSpec(LayerSpec):
 
     def core_opts(self, layer):
         return dict(out_f=layer.opts["out_features"], has_bias=int(layer.opts["bias"]))
+
+    def lora_targets(self, layer):
+        return {"weight": ("", (1, layer.opts["in_features"]), (layer.opts["out_features"], 1))}
 
     def macs(self, layer, src_shape):
         return _numel(layer.shape) * _numel(src_shape)
@@ -359,6 +408,9 @@ class TokenLinearSpec(LayerSpec):
     def core_opts(self, layer):
         return dict(out_f=layer.opts["out_features"], has_bias=int(layer.opts["bias"]))
 
+    def lora_targets(self, layer):
+        return {"weight": ("", (1, layer.opts["in_features"]), (layer.opts["out_features"], 1))}
+
     def macs(self, layer, src_shape):
         return _numel(layer.shape) * float(src_shape[2])
 
@@ -490,6 +542,11 @@ class MhsaSpec(LayerSpec):
 
     def trainable_names(self, layer):
         return self.param_names(layer)
+
+    def lora_targets(self, layer):
+        # as PEFT adapts nn.MultiheadAttention: the in-projection (q, k, v together) and the out-projection
+        D = layer.opts["embed_dim"]
+        return {"in_proj_weight": ("", (1, D), (3 * D, 1)), "out_proj.weight": ("out_proj.", (1, D), (D, 1))}
 
     def macs(self, layer, src_shape):
         # projections 3 S D^2 + S D^2, scores and P V 2 S^2 D

@@ -196,11 +196,36 @@ class Network:
             self._finished = True
         return self
 
-    def core_graph(self, trainable: Sequence[int] = ()) -> "_core.Graph":
-        """A fresh C graph of this network with the given nodes marked trainable."""
+    def core_graph(self, trainable=()) -> "_core.Graph":
+        """A fresh C graph of this network with its LoRA adapters and the given
+        nodes trainable (a sequence: whole nodes; a dict: node -> slot mask)."""
         self.finish()
         return core_graph(self.input_shape, [(l.kind, l.inputs, l.core_opts(), l.name) for l in self.layers[1:]],
-                          trainable)
+                          trainable, self.lora_rows())
+
+    # ------------------------------------------------------------ LoRA
+    def add_lora(self, layers=None, rank: int = 8, alpha: Optional[float] = None, seed: int = 0) -> List[str]:
+        """LoRA adapters on the selected layers (see :func:`biotrain_rt.lora.add_lora`)."""
+        from .lora import add_lora
+        return add_lora(self, layers, rank, alpha, seed)
+
+    def merge_lora(self) -> List[str]:
+        """Folds the adapters into their weights (see :func:`biotrain_rt.lora.merge_lora`)."""
+        from .lora import merge_lora
+        return merge_lora(self)
+
+    @property
+    def has_lora(self) -> bool:
+        return any(l.lora for l in self.layers)
+
+    def lora_rows(self) -> List[Tuple[int, int, int, float]]:
+        """(node, slot, rank, alpha) of every adapter, in slot order: what the C graph is given."""
+        out = []
+        for i, l in enumerate(self.layers):
+            base = l.base_param_names
+            for ad in l.lora:
+                out.append((i, base.index(ad.target), ad.rank, ad.alpha))
+        return out
 
     # ------------------------------------------------------------ copies
     def __getstate__(self):
@@ -209,7 +234,7 @@ class Network:
             self._live._pull_params()
         state = {k: v for k, v in self.__dict__.items() if k not in ("_graph", "_live")}
         state["layers"] = [Layer(l.kind, l.name, list(l.inputs), dict(l.opts), tuple(l.shape),
-                                 {k: v.copy() for k, v in l.params.items()}) for l in self.layers]
+                                 {k: v.copy() for k, v in l.params.items()}, list(l.lora)) for l in self.layers]
         return state
 
     def __setstate__(self, state):
@@ -246,6 +271,11 @@ class Network:
                 expected[f"{l.name}.{k}"] = (l, k)
         extra = [k for k in state if k not in expected and not k.endswith("num_batches_tracked")]
         missing = [k for k in expected if k not in state]
+        adapters = sorted({k.split(".lora_")[0].removesuffix(".out_proj") for k in extra if ".lora_" in k})
+        if adapters:
+            raise ValueError(f"load_state_dict: the state holds LoRA adapters for layers {adapters} that have none "
+                             f"in network '{self.name}'; add them first (net.add_lora({adapters!r}, rank=...)) "
+                             f"or merge them into the weights where they were trained (merge_lora)")
         if strict and (extra or missing):
             raise ValueError(f"load_state_dict: missing keys {missing}, unexpected keys {extra}")
         for key, (l, k) in expected.items():
@@ -273,16 +303,24 @@ class Network:
         return f"Network('{self.name}', input={self.input_shape}, layers={len(self.layers) - 1}, params={self.n_params()})"
 
 
-def core_graph(input_shape, layers, trainable: Sequence[int] = ()) -> "_core.Graph":
+def core_graph(input_shape, layers, trainable=(), lora=()) -> "_core.Graph":
     """The C graph of (kind, inputs, core options, name) layers after the
-    input, finished, with the given nodes trainable: what a Network, a
-    firmware manifest and the exported C all build, with the same calls."""
+    input, finished, with the (node, slot, rank, alpha) LoRA adapters and the
+    given nodes trainable (whole nodes, or a dict node -> slot mask): what a
+    Network, a firmware manifest and the exported C all build, with the same
+    calls."""
     g = _core.Graph(*[int(s) for s in input_shape])
     for i, (kind, inputs, opts, name) in enumerate(layers, start=1):
         nid = g.add(kind, [int(x) for x in inputs], dict(opts), str(name)[:31])
         if nid != i:  # pragma: no cover - the C graph numbers nodes in order
             raise RuntimeError(f"layer '{name}': the graph numbered it {nid}, expected {i}")
     g.finish()
-    for i in trainable:
-        g.set_trainable(int(i), True)
+    for node, slot, rank, alpha in lora:
+        g.add_lora(int(node), int(slot), int(rank), float(alpha))
+    if isinstance(trainable, dict):
+        for i, mask in trainable.items():
+            g.set_trainable_mask(int(i), int(mask))
+    else:
+        for i in trainable:
+            g.set_trainable(int(i), True)
     return g

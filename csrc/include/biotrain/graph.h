@@ -66,12 +66,28 @@ typedef union {
     int exact;         /* gelu: 1 the erf form, 0 the tanh form */
 } bt_node_opts;
 
+/* A LoRA adapter on a weight W [rows, cols] of a node: the layer computes
+ * with W + (alpha / rank) B A, A [rank, cols] and B [rows, rank] being two
+ * more parameter slots of the node (after its op's own, in adapter order).
+ * PEFT's initialisation (A Kaiming-uniform, B zero) is the caller's. */
+#define BT_MAX_LORA 2
+typedef struct {
+    int slot;              /* the adapted parameter of the op */
+    int rank;
+    float alpha;
+} bt_lora;
+
+/* trainable: one bit per parameter slot (bit k: slot k is updated) */
+#define BT_TRAIN_ALL 0xFF
+
 typedef struct bt_node {
     bt_op_kind kind;
     int n_inputs;
     int inputs[BT_MAX_NODE_INPUTS];
     int c, h, w;           /* output shape of one sample */
-    int trainable;         /* set by the training strategy: update this node's parameters */
+    int trainable;         /* set by the training strategy: bit k updates parameter slot k */
+    int n_lora;
+    bt_lora lora[BT_MAX_LORA];
     char name[BT_NAME_LEN];
     bt_node_opts o;
 } bt_node;
@@ -111,9 +127,24 @@ bt_status bt_graph_dropout(bt_graph *g, int *id, int input, float p, const char 
 /* Marks the last node as the logits; its c*h*w is the number of classes. */
 bt_status bt_graph_finish(bt_graph *g);
 
-/* Marks a node's parameters as trained (1) or frozen (0). Nodes without
+/* Marks a node's parameters as trained (1: all) or frozen (0). Nodes without
  * parameters ignore the flag. */
 bt_status bt_graph_set_trainable(bt_graph *g, int node, int trainable);
+/* Trains the parameter slots of `mask` (bit k: slot k; BT_TRAIN_ALL: all)
+ * and freezes the rest.
+ * A weight that an adapter does not cover is frozen only with the whole
+ * node's weights: refused with BT_ERR_BAD_PARAM otherwise. */
+bt_status bt_graph_set_trainable_mask(bt_graph *g, int node, int mask);
+
+/* Puts a LoRA adapter of `rank` (1 .. min(rows, cols)) and scaling
+ * alpha / rank on parameter `slot` of `node`; its A and B become the node's
+ * next two parameter slots. Refused (graph unchanged): a slot the op has no
+ * adapter for, one already adapted, a rank out of range, alpha not positive
+ * and finite, no slots left. */
+bt_status bt_graph_add_lora(bt_graph *g, int node, int slot, int rank, float alpha);
+/* The adapter of node j's slot `slot`, or -1; and the rows of an adapted weight. */
+int bt_node_lora_of(const bt_graph *g, int node, int slot);
+int bt_node_lora_rows(const bt_graph *g, int node, int slot);
 
 /* The kernel shape of a conv2d node, or of a pooling node (a global average
  * pool is the pool whose window is the whole plane), for a micro-batch of
@@ -124,13 +155,18 @@ void bt_node_pool2d_shape(const bt_graph *g, int node, int rows, bt_pool2d_shape
 /* Elements of one sample of a node's output. */
 size_t bt_node_numel(const bt_node *nd);
 
-/* Parameters of a node (from its op's descriptor): the count of parameter
- * tensors (0..4: weight, bias, running mean, running var) and the element
- * count of each. Only the first bt_node_trainable_params of them receive
- * gradients. */
+/* Parameters of a node: its op's own slots (0..4: weight, bias, running
+ * mean, running var, or attention's projections), then each adapter's A and
+ * B; the count and the element count of each. bt_node_trainable_params is
+ * how many of the op's own slots can train at all. */
 int bt_node_param_count(const bt_graph *g, int node);
+/* The op's own slots (before any adapter's). */
+int bt_node_base_param_count(const bt_graph *g, int node);
 int bt_node_trainable_params(const bt_graph *g, int node);
 size_t bt_node_param_numel(const bt_graph *g, int node, int which);
+/* 1 if slot `which` receives a gradient: the node's mask has it and the op
+ * lets it train (running statistics never do). */
+int bt_node_param_trains(const bt_graph *g, int node, int which);
 
 #ifdef __cplusplus
 }

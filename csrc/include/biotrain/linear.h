@@ -22,6 +22,14 @@ bt_status bt_linear_backward_input_f32(float *d_in, const float *d_out, const fl
 bt_status bt_linear_backward_weight_f32(float *d_weight, float *d_bias, const float *d_out,
                                         const float *in, int n, int in_f, int out_f);
 
+/* LoRA (graph.h): W_eff = W + scale * B A, and from its gradient
+ * dA += B^T (scale dW_eff), dB += (scale dW_eff) A^T (d_a or d_b may be NULL:
+ * that one is frozen). W, W_eff, dW_eff [rows, cols]; A [rank, cols]; B [rows, rank]. */
+bt_status bt_lora_merge_f32(float *w_eff, const float *w, const float *a, const float *b, float scale,
+                            int rows, int cols, int rank);
+bt_status bt_lora_backward_f32(float *d_a, float *d_b, const float *d_w_eff, const float *a, const float *b,
+                               float scale, int rows, int cols, int rank);
+
 /* ---- fixed point (q7 activations, int32 masters and gradients; qmath.h states the rules) */
 /* in [n, in_f], weight [out_f, in_f], bias [out_f] (int32, may be NULL), out
  * [n, out_f]. The same rules as conv2d with K = in_f (forward) or out_f

@@ -74,7 +74,9 @@ typedef enum {
 } bt_op_kind;
 
 #define BT_MAX_NODE_INPUTS 2
-#define BT_MAX_PARAMS_PER_NODE 4
+/* Parameter slots of a node: its op's own (at most 4: attention's two
+ * projections with their biases) and two per LoRA adapter (graph.h). */
+#define BT_MAX_PARAMS_PER_NODE 8
 #define BT_MAX_SAVED 4
 
 struct bt_graph;
@@ -190,6 +192,11 @@ typedef struct {
     /* Multiply-adds per output value when the output may be recomputed, else -1. */
     long (*recompute_macs)(const struct bt_graph *g, const struct bt_node *nd);
     const bt_op_kernels *kernels[BT_DTYPE_COUNT_];
+    /* The rows of parameter `slot` seen as a matrix [rows, numel / rows] (the
+     * output axis of a weight) when a LoRA adapter may sit on it, else 0;
+     * NULL: the op takes no adapter. The kernels never see the adapter: the
+     * executor hands them the effective weight and its gradient (exec.c). */
+    int (*lora_rows)(const struct bt_graph *g, const struct bt_node *nd, int slot);
 } bt_op_desc;
 
 /* The descriptor of an op (NULL for an unknown kind). */

@@ -62,7 +62,10 @@ typedef enum {
 typedef enum {
     BT_ROLE_OUT = 0, BT_ROLE_DOUT, BT_ROLE_PARAM, BT_ROLE_PGRAD, BT_ROLE_OPT_M, BT_ROLE_OPT_V,
     BT_ROLE_SAVED,          /* saved for the backward: its op's descriptor names it (mean, mask, ...) */
-    BT_ROLE_DIN_SCRATCH, BT_ROLE_LABELS, BT_ROLE_PROBS, BT_ROLE_RECOMPUTED, BT_ROLE_COUNT_
+    BT_ROLE_DIN_SCRATCH, BT_ROLE_LABELS, BT_ROLE_PROBS, BT_ROLE_RECOMPUTED,
+    BT_ROLE_LORA_WEIGHT,    /* an adapted weight W + (alpha / r) B A, at one step */
+    BT_ROLE_LORA_GRAD,      /* its gradient, at the backward step */
+    BT_ROLE_COUNT_
 } bt_tensor_role;
 
 const char *bt_kind_name(bt_tensor_kind k);
@@ -97,7 +100,10 @@ typedef struct {
     int recompute[BT_MAX_NODE_INPUTS];  /* node to run again into bwd_in before the backward, or -1 */
     int n_saved;
     int run_backward;                   /* gradient flows through this node */
-    int weight_grad;                    /* this node's parameters are trained */
+    int weight_grad;                    /* some parameter of this node is trained */
+    int lora_weight[BT_MAX_LORA];       /* each adapter's effective weight at the forward */
+    int lora_weight_bwd[BT_MAX_LORA];   /* ... and at the backward */
+    int lora_grad[BT_MAX_LORA];         /* the effective weight's gradient */
 } bt_plan_node;
 
 typedef struct {

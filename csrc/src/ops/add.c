@@ -33,4 +33,4 @@ static const bt_op_kernels k_q7 = {fwd_q7, bwd_in_q7, NULL};
 
 const bt_op_desc bt_op_add = {
     "add", 2, BT_OPF_INPLACE | BT_OPF_DIN_OVER_DOUT, NULL, 0, -1,
-    infer, NULL, NULL, NULL, NULL, NULL, {BT_KERNELS_F32(k_f32), BT_KERNELS_Q7(k_q7)}};
+    infer, NULL, NULL, NULL, NULL, NULL, {BT_KERNELS_F32(k_f32), BT_KERNELS_Q7(k_q7)}, NULL};

@@ -68,4 +68,4 @@ static const bt_opt_field opts[] = {
 
 const bt_op_desc bt_op_batchnorm = {
     "batchnorm", 1, BT_OPF_BWD_READS_INPUT | BT_OPF_DIN_OVER_DOUT | BT_OPF_RECOMPUTE_INPUT | BT_OPF_BATCH_STATS,
-    opts, 3, -1, infer, param_count, trainable_count, param_numel, saved, NULL, {BT_KERNELS_F32(k_f32), NULL}};
+    opts, 3, -1, infer, param_count, trainable_count, param_numel, saved, NULL, {BT_KERNELS_F32(k_f32), NULL}, NULL};

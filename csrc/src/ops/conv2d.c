@@ -92,6 +92,15 @@ static bt_status bwd_w_q7(const bt_op_ctx *c)
                                         c->dout, c->dout_frac, c->in[0], c->in_frac[0], &cs);
 }
 
+/* LoRA: on the weight [c_out, c_in * k_h * k_w] of an ungrouped convolution
+ * (PEFT's Conv2d adapter: A a k_h x k_w convolution to rank channels, B a
+ * pointwise one back) */
+static int lora_rows(const bt_graph *g, const bt_node *nd, int slot)
+{
+    (void)g;
+    return (slot == 0 && nd->o.conv.groups == 1) ? nd->o.conv.c_out : 0;
+}
+
 static const bt_op_kernels k_f32 = {fwd_f32, bwd_in_f32, bwd_w_f32};
 static const bt_op_kernels k_q7 = {fwd_q7, bwd_in_q7, bwd_w_q7};
 
@@ -106,4 +115,4 @@ static const bt_opt_field opts[] = {
 
 const bt_op_desc bt_op_conv2d = {
     "conv2d", 1, BT_OPF_WGRAD_READS_INPUT | BT_OPF_Q_WEIGHT_COPY, opts, (int)(sizeof opts / sizeof opts[0]), -1,
-    infer, param_count, NULL, param_numel, NULL, recompute_macs, {BT_KERNELS_F32(k_f32), BT_KERNELS_Q7(k_q7)}};
+    infer, param_count, NULL, param_numel, NULL, recompute_macs, {BT_KERNELS_F32(k_f32), BT_KERNELS_Q7(k_q7)}, lora_rows};

@@ -58,4 +58,4 @@ static const bt_opt_field opts[] = {BT_OPT_SCALAR(BT_OPT_FLOAT, p)};
 
 const bt_op_desc bt_op_dropout = {
     "dropout", 1, BT_OPF_INPLACE | BT_OPF_DIN_OVER_DOUT, opts, 1, 0,
-    infer, NULL, NULL, NULL, saved, NULL, {BT_KERNELS_F32(k_f32), BT_KERNELS_Q7(k_q7)}};
+    infer, NULL, NULL, NULL, saved, NULL, {BT_KERNELS_F32(k_f32), BT_KERNELS_Q7(k_q7)}, NULL};

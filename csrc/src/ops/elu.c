@@ -39,4 +39,4 @@ static const bt_opt_field opts[] = {BT_OPT_SCALAR(BT_OPT_FLOAT, alpha)};
 
 const bt_op_desc bt_op_elu = {
     "elu", 1, BT_OPF_INPLACE | BT_OPF_DIN_OVER_DOUT | BT_OPF_BWD_READS_OUTPUT, opts, 1, 0,
-    infer, NULL, NULL, NULL, NULL, NULL, {BT_KERNELS_F32(k_f32), BT_KERNELS_Q7(k_q7)}};
+    infer, NULL, NULL, NULL, NULL, NULL, {BT_KERNELS_F32(k_f32), BT_KERNELS_Q7(k_q7)}, NULL};

@@ -26,4 +26,4 @@ static bt_status bwd_in(const bt_op_ctx *c, int k)
 static const bt_op_kernels k_any = {fwd, bwd_in, NULL};
 
 const bt_op_desc bt_op_flatten = {
-    "flatten", 1, BT_OPF_VIEW, NULL, 0, -1, infer, NULL, NULL, NULL, NULL, NULL, {&k_any, &k_any}};
+    "flatten", 1, BT_OPF_VIEW, NULL, 0, -1, infer, NULL, NULL, NULL, NULL, NULL, {&k_any, &k_any}, NULL};

@@ -28,4 +28,4 @@ static const bt_opt_field opts[] = {BT_OPT_SCALAR(BT_OPT_INT, exact)};
 
 const bt_op_desc bt_op_gelu = {
     "gelu", 1, BT_OPF_BWD_READS_INPUT | BT_OPF_DIN_OVER_DOUT, opts, 1, -1,
-    infer, NULL, NULL, NULL, NULL, NULL, {BT_KERNELS_F32(k_f32), NULL}};
+    infer, NULL, NULL, NULL, NULL, NULL, {BT_KERNELS_F32(k_f32), NULL}, NULL};

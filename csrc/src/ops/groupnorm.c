@@ -92,4 +92,4 @@ static const bt_opt_field opts[] = {
 
 const bt_op_desc bt_op_groupnorm = {
     "groupnorm", 1, BT_OPF_BWD_READS_INPUT | BT_OPF_DIN_OVER_DOUT | BT_OPF_RECOMPUTE_INPUT, opts, 3, 2,
-    infer, param_count, NULL, param_numel, saved, NULL, {BT_KERNELS_F32(k_f32), BT_KERNELS_Q7(k_q7)}};
+    infer, param_count, NULL, param_numel, saved, NULL, {BT_KERNELS_F32(k_f32), BT_KERNELS_Q7(k_q7)}, NULL};

@@ -17,4 +17,4 @@ static bt_status none(const bt_op_ctx *c)
 static const bt_op_kernels k_none = {none, NULL, NULL};
 
 const bt_op_desc bt_op_input = {
-    "input", 0, 0, NULL, 0, -1, infer, NULL, NULL, NULL, NULL, NULL, {&k_none, &k_none}};
+    "input", 0, 0, NULL, 0, -1, infer, NULL, NULL, NULL, NULL, NULL, {&k_none, &k_none}, NULL};

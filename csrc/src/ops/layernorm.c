@@ -62,4 +62,4 @@ static const bt_opt_field opts[] = {
 
 const bt_op_desc bt_op_layernorm = {
     "layernorm", 1, BT_OPF_DIN_OVER_DOUT | BT_OPF_BWD_READS_INPUT | BT_OPF_RECOMPUTE_INPUT, opts, 2, -1,
-    infer, param_count, NULL, param_numel, saved, NULL, {BT_KERNELS_F32(k_f32), NULL}};
+    infer, param_count, NULL, param_numel, saved, NULL, {BT_KERNELS_F32(k_f32), NULL}, NULL};

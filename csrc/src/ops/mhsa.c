@@ -75,6 +75,19 @@ static size_t param_numel(const bt_graph *g, const bt_node *nd, int which)
     }
 }
 
+/* LoRA: on the in-projection [3D, D] (q, k and v together, as PEFT adapts
+ * nn.MultiheadAttention) and on the out-projection [D, D] */
+static int lora_rows(const bt_graph *g, const bt_node *nd, int slot)
+{
+    const int D = op_src(g, nd, 0)->w;
+    if (slot < 0 || slot >= param_count(nd)) return 0;
+    switch (slot_role(nd, slot)) {
+    case P_WQKV: return 3 * D;
+    case P_WO: return D;
+    default: return 0;
+    }
+}
+
 static int saved(const bt_graph *g, const bt_node *nd, int rows, bt_dtype dt, bt_saved_spec out[BT_MAX_SAVED])
 {
     const size_t S = (size_t)nd->h, D = (size_t)nd->w, H = (size_t)nd->o.mhsa.heads, R = (size_t)rows;
@@ -165,4 +178,4 @@ static const bt_opt_field opts[] = {
 
 const bt_op_desc bt_op_mhsa = {
     "mhsa", 1, BT_OPF_WGRAD_READS_INPUT | BT_OPF_DIN_OVER_DOUT, opts, 5, -1,
-    infer, param_count, NULL, param_numel, saved, NULL, {BT_KERNELS_F32(k_f32), NULL}};
+    infer, param_count, NULL, param_numel, saved, NULL, {BT_KERNELS_F32(k_f32), NULL}, lora_rows};

@@ -109,8 +109,8 @@ static const bt_opt_field opts[] = {
 };
 
 const bt_op_desc bt_op_avgpool2d = {
-    "avgpool2d", 1, 0, opts, 6, -1, infer_pool, NULL, NULL, NULL, NULL, NULL, {BT_KERNELS_F32(avg_f32), BT_KERNELS_Q7(avg_q7)}};
+    "avgpool2d", 1, 0, opts, 6, -1, infer_pool, NULL, NULL, NULL, NULL, NULL, {BT_KERNELS_F32(avg_f32), BT_KERNELS_Q7(avg_q7)}, NULL};
 const bt_op_desc bt_op_maxpool2d = {
-    "maxpool2d", 1, 0, opts, 6, -1, infer_pool, NULL, NULL, NULL, saved_argmax, NULL, {BT_KERNELS_F32(max_f32), BT_KERNELS_Q7(max_q7)}};
+    "maxpool2d", 1, 0, opts, 6, -1, infer_pool, NULL, NULL, NULL, saved_argmax, NULL, {BT_KERNELS_F32(max_f32), BT_KERNELS_Q7(max_q7)}, NULL};
 const bt_op_desc bt_op_global_avgpool = {
-    "global_avgpool", 1, 0, NULL, 0, -1, infer_global, NULL, NULL, NULL, NULL, NULL, {BT_KERNELS_F32(avg_f32), BT_KERNELS_Q7(avg_q7)}};
+    "global_avgpool", 1, 0, NULL, 0, -1, infer_global, NULL, NULL, NULL, NULL, NULL, {BT_KERNELS_F32(avg_f32), BT_KERNELS_Q7(avg_q7)}, NULL};

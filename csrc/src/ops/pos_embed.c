@@ -33,4 +33,4 @@ static const bt_op_kernels k_f32 = {fwd_f32, bwd_in_f32, bwd_w_f32};
 
 const bt_op_desc bt_op_pos_embed = {
     "pos_embed", 1, BT_OPF_INPLACE | BT_OPF_DIN_OVER_DOUT, NULL, 0, -1,
-    op_infer_same_shape, param_count, NULL, param_numel, NULL, NULL, {BT_KERNELS_F32(k_f32), NULL}};
+    op_infer_same_shape, param_count, NULL, param_numel, NULL, NULL, {BT_KERNELS_F32(k_f32), NULL}, NULL};

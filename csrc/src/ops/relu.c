@@ -47,4 +47,4 @@ static const bt_op_kernels k_q7 = {fwd_q7, bwd_in_q7, NULL};
 
 const bt_op_desc bt_op_relu = {
     "relu", 1, BT_OPF_INPLACE | BT_OPF_DIN_OVER_DOUT, NULL, 0, -1,
-    op_infer_same_shape, NULL, NULL, NULL, saved, NULL, {BT_KERNELS_F32(k_f32), BT_KERNELS_Q7(k_q7)}};
+    op_infer_same_shape, NULL, NULL, NULL, saved, NULL, {BT_KERNELS_F32(k_f32), BT_KERNELS_Q7(k_q7)}, NULL};

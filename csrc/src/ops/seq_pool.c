@@ -54,4 +54,4 @@ static const bt_op_kernels k_f32 = {fwd_f32, bwd_in_f32, bwd_w_f32};
 
 const bt_op_desc bt_op_seq_pool = {
     "seq_pool", 1, BT_OPF_BWD_READS_INPUT, NULL, 0, -1,
-    infer, param_count, NULL, param_numel, saved, NULL, {BT_KERNELS_F32(k_f32), NULL}};
+    infer, param_count, NULL, param_numel, saved, NULL, {BT_KERNELS_F32(k_f32), NULL}, NULL};

@@ -19,4 +19,4 @@ static const bt_op_kernels k_f32 = {fwd_f32, bwd_in_f32, NULL};
 
 const bt_op_desc bt_op_softmax = {
     "softmax", 1, BT_OPF_INPLACE | BT_OPF_DIN_OVER_DOUT | BT_OPF_BWD_READS_OUTPUT, NULL, 0, -1,
-    op_infer_same_shape, NULL, NULL, NULL, NULL, NULL, {BT_KERNELS_F32(k_f32), NULL}};
+    op_infer_same_shape, NULL, NULL, NULL, NULL, NULL, {BT_KERNELS_F32(k_f32), NULL}, NULL};

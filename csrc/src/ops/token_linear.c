@@ -42,6 +42,13 @@ static bt_status bwd_w_f32(const bt_op_ctx *c)
                                          op_node(c)->o.linear.out_f);
 }
 
+/* LoRA: on the weight [out_f, D] */
+static int lora_rows(const bt_graph *g, const bt_node *nd, int slot)
+{
+    (void)g;
+    return slot == 0 ? nd->o.linear.out_f : 0;
+}
+
 static const bt_op_kernels k_f32 = {fwd_f32, bwd_in_f32, bwd_w_f32};
 
 static const bt_opt_field opts[] = {
@@ -51,4 +58,4 @@ static const bt_opt_field opts[] = {
 
 const bt_op_desc bt_op_token_linear = {
     "token_linear", 1, BT_OPF_WGRAD_READS_INPUT, opts, 2, -1,
-    infer, param_count, NULL, param_numel, NULL, NULL, {BT_KERNELS_F32(k_f32), NULL}};
+    infer, param_count, NULL, param_numel, NULL, NULL, {BT_KERNELS_F32(k_f32), NULL}, lora_rows};

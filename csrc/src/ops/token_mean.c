@@ -26,4 +26,4 @@ static bt_status bwd_in_f32(const bt_op_ctx *c, int k)
 static const bt_op_kernels k_f32 = {fwd_f32, bwd_in_f32, NULL};
 
 const bt_op_desc bt_op_token_mean = {
-    "token_mean", 1, 0, NULL, 0, -1, infer, NULL, NULL, NULL, NULL, NULL, {BT_KERNELS_F32(k_f32), NULL}};
+    "token_mean", 1, 0, NULL, 0, -1, infer, NULL, NULL, NULL, NULL, NULL, {BT_KERNELS_F32(k_f32), NULL}, NULL};

@@ -18,7 +18,7 @@ from ..network import Network
 from ..optim import SGD, Adam
 from ..plan import PlanInfo
 from .formats import FixedFormat, Float32Format, NumberFormat, make_format
-from .strategy import Strategy, resolve_strategy
+from .strategy import Strategy, resolve_masks
 
 
 class Trainer:
@@ -29,7 +29,10 @@ class Trainer:
     net : the network; its parameters are copied into the arena, and
         ``net.state_dict()`` reads them back while this trainer is live.
     optimizer : :class:`SGD` or :class:`Adam` (fixed point runs SGD).
-    strategy : ``"full"``, ``"last"``, ``"none"`` or a list of layer names.
+    strategy : ``"full"``, ``"last"``, ``"none"``, ``"lora"`` (the network's
+        LoRA adapters only), ``"lora+last"``, ``"lora+head"``, a list of layer
+        names or a predicate on a layer (trained whole), or a
+        :class:`~biotrain_rt.FineTune` (see ``train/strategy.py``).
     batch_size : samples per optimizer step.
     micro_batch : samples per forward/backward pass (gradients accumulate
         over micro-batches). Default 1 for batch-independent norms, so the peak
@@ -61,7 +64,11 @@ class Trainer:
         if has_bn and micro_batch != batch_size:
             raise ValueError(f"network '{net.name}' has batchnorm, whose statistics need the whole batch: "
                              f"micro_batch must equal batch_size ({batch_size}), got {micro_batch}")
-        trainable = resolve_strategy(net, strategy)
+        masks = resolve_masks(net, strategy)
+        if net.has_lora and fmt.name != "float32":
+            raise ValueError(f"network '{net.name}' has LoRA adapters, which train in float32 only: use "
+                             f"dtype='float32', or net.merge_lora() first")
+        trainable = sorted(i for i, m in masks.items() if m)
         # Everything that can refuse runs before the network is touched.
         self.net = net.finish()
         self.format = fmt
@@ -73,7 +80,9 @@ class Trainer:
         self.seed = int(seed)
         self.reuse = bool(reuse)
         self.trainable_nodes = trainable
-        self.graph = net.core_graph(self.trainable_nodes)
+        #: node -> parameter-slot mask (bit k: slot k trains)
+        self.trainable_masks = {i: masks[i] for i in trainable}
+        self.graph = net.core_graph(self.trainable_masks)
         opt = self.optimizer
         self._core_plan = _core.Plan(self.graph, self.micro_batch, opt.kind,
                                      bool(opt.kind == "sgd" and opt.momentum > 0), self.reuse, fmt.name)
@@ -102,7 +111,8 @@ class Trainer:
 
     @property
     def n_trainable(self) -> int:
-        return int(sum(self.net.layers[i].n_trainable() for i in self.trainable_nodes))
+        """Parameter values this trainer updates."""
+        return int(sum(int(np.prod(shape)) for _, _, _, shape in self._trainable_params()))
 
     @property
     def lr(self) -> float:
@@ -201,9 +211,9 @@ class Trainer:
 
     def _trainable_params(self):
         for i in self.trainable_nodes:
-            l = self.net.layers[i]
-            for k, name in enumerate(l.trainable_names):
-                if name in l.params:
+            l, mask = self.net.layers[i], self.trainable_masks[i]
+            for k, name in enumerate(l.param_names):
+                if (mask >> k) & 1 and name in l.trainable_names:
                     yield i, k, f"{l.name}.{name}", l.params[name].shape
 
     def gradients(self, x, y) -> Dict[str, np.ndarray]:
